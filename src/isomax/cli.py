@@ -1,0 +1,532 @@
+"""Command line: ``isomax demo | compare | train | evaluate | calibrate | detect | list``.
+
+A user mistake (unknown name, missing file, bad value, unwritable folder) ends with exit status
+2 and one line on stderr; ``--debug`` (or ``ISOMAX_DEBUG=1``) shows the traceback instead.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+__all__ = ["build_parser", "main"]
+
+USER_ERRORS: tuple[type[BaseException], ...] = (
+    ValueError,
+    TypeError,
+    FileNotFoundError,
+    FileExistsError,
+    PermissionError,
+    NotADirectoryError,
+    IsADirectoryError,
+    ImportError,
+    KeyError,
+)
+
+
+def _csv_list(text: str) -> list[str]:
+    items = [t.strip() for t in text.split(",") if t.strip()]
+    if not items:
+        raise argparse.ArgumentTypeError("expected a comma-separated list of names")
+    return items
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+    return value
+
+
+def _rate(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number in (0, 1], got {text!r}") from None
+    if not 0 < value <= 1:
+        raise argparse.ArgumentTypeError(f"expected a number in (0, 1], got {text!r}")
+    return value
+
+
+def _add_train_options(p: argparse.ArgumentParser, with_loss: bool = True) -> None:
+    g = p.add_argument_group("training (override the preset and the --config file)")
+    g.add_argument("--config", help="TOML file with training settings ([train] table or top level)")
+    g.add_argument("--preset", help="paper (the authors' recipe), fast (GPU) or cpu (default)")
+    g.add_argument("--dataset", help="dataset name, folder:PATH or an archive (default: digits)")
+    g.add_argument("--model", help="model name (see `isomax list`)")
+    if with_loss:
+        g.add_argument("--loss", help="softmax, isomax, isomaxplus or dismax")
+    g.add_argument("--epochs", type=_positive_int)
+    g.add_argument("--batch-size", type=_positive_int)
+    g.add_argument("--lr", type=float)
+    g.add_argument("--weight-decay", type=float)
+    g.add_argument("--schedule", choices=["multistep", "onecycle", "cosine", "constant"])
+    g.add_argument("--amp", choices=["none", "bf16", "fp16"])
+    g.add_argument("--compile", action="store_true", default=None, help="use torch.compile")
+    g.add_argument("--channels-last", action="store_true", default=None)
+    g.add_argument("--fpr-alpha", type=float, help="DisMax FPR weight: 1, 0.5 or 0.25")
+    g.add_argument("--data-root", help="folder holding (or to receive) dataset files")
+    g.add_argument(
+        "--download",
+        action="store_true",
+        default=None,
+        help="download missing dataset files (checksums verified)",
+    )
+    g.add_argument("--device", help="auto (default), cpu, cuda, cuda:N or mps")
+
+
+def _overrides(args: argparse.Namespace) -> dict[str, Any]:
+    keys = (
+        "preset",
+        "dataset",
+        "model",
+        "loss",
+        "epochs",
+        "batch_size",
+        "lr",
+        "weight_decay",
+        "schedule",
+        "amp",
+        "compile",
+        "channels_last",
+        "fpr_alpha",
+        "data_root",
+        "download",
+        "device",
+        "seed",
+    )
+    return {k: getattr(args, k) for k in keys if getattr(args, k, None) is not None}
+
+
+def _ensure_writable(path: Path) -> Path:
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise PermissionError(f"cannot create output folder {path}: {exc.strerror}") from None
+    if not os.access(path, os.W_OK):
+        raise PermissionError(f"output folder {path} is not writable")
+    return path
+
+
+def _pct(x: float) -> str:
+    return f"{100 * x:5.1f}"
+
+
+def _print_eval(evaluation: Any, scores: Sequence[str]) -> None:
+    idm = evaluation.id_metrics
+    print(f"ID: accuracy {_pct(idm['accuracy'])}%  ECE {idm['ece']:.4f}  NLL {idm['nll']:.4f}")
+    print(f"{'OOD set':<24}{'score':<10}{'TNR@95':>8}{'FPR@95(OOD+)':>14}{'AUROC':>8}")
+    for name, per_score in [*evaluation.ood.items(), ("mean", evaluation.mean)]:
+        for s in scores:
+            v = per_score[s]
+            print(
+                f"{name:<24}{s:<10}{_pct(v['tnr_at_tpr95']):>8}{_pct(v['fpr_at_tpr95']):>14}"
+                f"{_pct(v['auroc']):>8}"
+            )
+
+
+# ----------------------------------------------------------------------------- commands
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from .engine import load_config, train
+
+    overrides = _overrides(args)
+    if args.output_dir:
+        overrides["output_dir"] = str(_ensure_writable(Path(args.output_dir)))
+    overrides["progress"] = not args.quiet and sys.stderr.isatty()
+    cfg = load_config(args.config, overrides=overrides)
+    result = train(cfg, resume=args.resume)
+    if result.history:
+        last = result.history[-1]
+        print(
+            f"epoch {last['epoch']}/{cfg.epochs}: train loss {last['train_loss']:.4f}, "
+            f"train acc {_pct(last['train_acc'])}%, val acc {_pct(last['val_acc'])}%, "
+            f"{last['images_per_s']:.0f} images/s"
+        )
+    print(f"checkpoint: {result.checkpoint}")
+    return 0
+
+
+def _load_for_eval(
+    checkpoint: str, device_name: str | None, data_root: str | None, dataset: str | None = None
+) -> tuple[Any, dict[str, Any], Any, Any]:
+    from .data import get_dataset
+    from .engine import load_model, resolve_device
+
+    device = resolve_device(device_name or "auto")
+    model, meta = load_model(checkpoint, device)
+    cfg = meta["config"]
+    bundle = get_dataset(
+        dataset or cfg["dataset"],
+        root=data_root or cfg["data_root"],
+        split_val=cfg["val_split"],
+        seed=0,
+    )
+    if bundle.num_classes != meta["num_classes"]:
+        raise ValueError(
+            f"dataset {bundle.name!r} has {bundle.num_classes} classes but the "
+            f"checkpoint was trained on {meta['num_classes']}"
+        )
+    if tuple(bundle.input_shape) != tuple(meta["input_shape"]):
+        raise ValueError(
+            f"dataset {bundle.name!r} has input shape {tuple(bundle.input_shape)}, "
+            f"the checkpoint expects {tuple(meta['input_shape'])}"
+        )
+    return model, meta, bundle, device
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    from . import scores as score_mod
+    from .compare import evaluation_datasets
+    from .engine import evaluate
+    from .io import atomic_write_bytes, save_file
+    from .methods import get_method
+    from .report import evaluation_markdown, write_csv, write_json
+
+    model, meta, bundle, device = _load_for_eval(
+        args.checkpoint, args.device, args.data_root, args.dataset
+    )
+    cfg = meta["config"]
+    names = args.scores or list(get_method(cfg["loss"]).scores)
+    for s in names:
+        score_mod.get(s)
+    out = _ensure_writable(Path(args.output_dir or Path(args.checkpoint).parent / "evaluation"))
+    ood = evaluation_datasets(bundle, args.ood, args.data_root or cfg["data_root"])
+    evaluation = evaluate(
+        model,
+        bundle.test,
+        ood,
+        names,
+        temperature=args.temperature,
+        device=device,
+        batch_size=args.batch_size,
+        keep_scores=args.save_scores,
+    )
+    if args.save_scores:
+        tensors = {f"{g}/{s}": v for g, per in evaluation.scores.items() for s, v in per.items()}
+        save_file(
+            out / "scores.safetensors", tensors, {"checkpoint": str(args.checkpoint)}, "scores"
+        )
+    write_csv(out / "evaluation.csv", evaluation.rows())
+    atomic_write_bytes(out / "evaluation.md", evaluation_markdown(evaluation).encode())
+    write_json(out / "evaluation.json", evaluation.to_dict())
+    _print_eval(evaluation, names)
+    print(
+        f"written: {out}/evaluation.json, evaluation.csv, evaluation.md"
+        + (", scores.safetensors" if args.save_scores else "")
+    )
+    return 0
+
+
+def cmd_calibrate(args: argparse.Namespace) -> int:
+    import torch
+
+    from .detector import OODDetector
+    from .methods import get_method
+
+    model, meta, bundle, device = _load_for_eval(args.checkpoint, args.device, args.data_root)
+    if bundle.val is None or len(bundle.val) == 0:
+        raise ValueError(
+            "the dataset has no validation split (val_split=0): nothing to "
+            "calibrate on; the test split is never used for calibration"
+        )
+    loader = torch.utils.data.DataLoader(bundle.val, batch_size=args.batch_size)
+    score = args.score or get_method(meta["config"]["loss"]).score
+    detector = OODDetector(model, score=score, device=device)
+    objective = None if args.objective == "none" else args.objective
+    detector.fit(loader, tpr=args.tpr, calibrate=objective)
+    detector.metadata = {
+        k: meta[k]
+        for k in ("config", "num_classes", "input_shape", "mean", "std", "class_names")
+        if k in meta
+    }
+    out = Path(args.output or Path(args.checkpoint).parent / "detector.safetensors")
+    _ensure_writable(out.parent)
+    detector.save(out)
+    print(
+        f"score {score}, temperature {detector.temperature:.4g}, threshold "
+        f"{detector.threshold:.6g} (keeps {100 * args.tpr:.1f}% of ID validation inputs)"
+    )
+    print(f"detector: {out}")
+    return 0
+
+
+def cmd_detect(args: argparse.Namespace) -> int:
+    import csv
+    import io
+
+    from .data import load_images
+    from .detector import OODDetector
+    from .io import atomic_write_bytes
+
+    detector = OODDetector.load(args.detector, device=args.device)
+    meta = detector.metadata
+    if "input_shape" not in meta:
+        raise ValueError(
+            f"{args.detector} does not record the input shape; make it with `isomax calibrate`"
+        )
+    x, paths, skipped = load_images(
+        args.paths, meta["input_shape"], meta["mean"], meta["std"], on_error=args.on_error
+    )
+    for path in skipped:
+        print(f"skipped unreadable image: {path}", file=sys.stderr)
+    names = meta.get("class_names") or []
+    buf = io.StringIO()
+    writer = csv.DictWriter(
+        buf, fieldnames=["path", "class", "class_name", "probability", "score", "is_ood"]
+    )
+    writer.writeheader()
+    n_ood = 0
+    for start in range(0, len(paths), args.batch_size):
+        pred = detector.predict(x[start : start + args.batch_size])
+        for i in range(len(pred.classes)):
+            c = int(pred.classes[i])
+            n_ood += bool(pred.is_ood[i])
+            writer.writerow(
+                {
+                    "path": paths[start + i],
+                    "class": c,
+                    "class_name": names[c] if c < len(names) else str(c),
+                    "probability": f"{float(pred.probs[i, c]):.6f}",
+                    "score": f"{float(pred.scores[i]):.6g}",
+                    "is_ood": bool(pred.is_ood[i]),
+                }
+            )
+    if args.output:
+        _ensure_writable(Path(args.output).parent)
+        atomic_write_bytes(args.output, buf.getvalue().encode())
+    else:
+        sys.stdout.write(buf.getvalue())
+    print(
+        f"{len(paths)} images, {n_ood} flagged OOD, {len(skipped)} skipped (unreadable)",
+        file=sys.stderr,
+    )
+    return 0
+
+
+def _run_compare(
+    args: argparse.Namespace,
+    dataset: str,
+    model: str,
+    losses: Sequence[str],
+    seeds: int,
+    ood: Sequence[str],
+    out: Path,
+    overrides: dict[str, Any],
+) -> int:
+    from .compare import compare
+    from .report import markdown_table
+
+    _ensure_writable(out)
+    t0 = time.perf_counter()
+
+    def on_run(loss: str, seed: int, status: str) -> None:
+        print(f"[{time.perf_counter() - t0:6.1f}s] {loss:<11} seed {seed}: {status}", flush=True)
+
+    preset = overrides.pop("preset", None) or "cpu"
+    result = compare(
+        dataset=dataset,
+        model=model,
+        losses=losses,
+        seeds=seeds,
+        ood=ood,
+        output_dir=out,
+        preset=preset,
+        config_file=getattr(args, "config", None),
+        overrides=overrides,
+        figures=not args.no_figures,
+        on_run=on_run,
+    )
+    print()
+    print(markdown_table(result.aggregate))
+    print()
+    print(f"report: {result.report} ({time.perf_counter() - t0:.0f}s)")
+    return 0
+
+
+def cmd_compare(args: argparse.Namespace) -> int:
+    overrides = _overrides(args)
+    dataset = overrides.pop("dataset", None) or "digits"
+    model = overrides.pop("model", None) or "digits_cnn"
+    return _run_compare(
+        args, dataset, model, args.losses, args.seeds, args.ood, Path(args.output_dir), overrides
+    )
+
+
+DEMO: dict[str, Any] = dict(
+    dataset="digits-0to4",
+    model="digits_cnn",
+    ood=["digits-5to9", "photos", "gaussian", "uniform"],
+    epochs=15,
+    seeds=2,
+)
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    overrides: dict[str, Any] = {"epochs": DEMO["epochs"], "preset": "cpu"}
+    if args.device:
+        overrides["device"] = args.device
+    print(
+        "isomax demo: SoftMax against IsoMax, IsoMax+ and DisMax on scikit-learn's digits "
+        f"(classes 0-4 in-distribution; OOD: {', '.join(DEMO['ood'])}), "
+        f"{DEMO['seeds']} seeds, {DEMO['epochs']} epochs.",
+        flush=True,
+    )
+    return _run_compare(
+        args,
+        DEMO["dataset"],
+        DEMO["model"],
+        ["softmax", "isomax", "isomaxplus", "dismax"],
+        DEMO["seeds"],
+        DEMO["ood"],
+        Path(args.output_dir),
+        overrides,
+    )
+
+
+def cmd_list(args: argparse.Namespace) -> int:
+    from . import scores
+    from .data import list_datasets
+    from .methods import METHODS
+    from .models import list_models
+
+    print("datasets:", ", ".join(list_datasets()))
+    print("models:  ", ", ".join(list_models()))
+    print("losses:  ", ", ".join(f"{m} (score {METHODS[m].score})" for m in METHODS))
+    print("scores:  ", ", ".join(scores.names()))
+    return 0
+
+
+# ----------------------------------------------------------------------------- parser
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from . import __version__
+
+    parser = argparse.ArgumentParser(
+        prog="isomax", description="IsoMax-family losses for out-of-distribution detection."
+    )
+    parser.add_argument("--version", action="version", version=f"isomax {__version__}")
+    parser.add_argument("--debug", action="store_true", help="show tracebacks on errors")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log progress details")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser(
+        "demo",
+        help="compare the four losses on the embedded digits data "
+        "(no download, a few minutes on a CPU)",
+    )
+    p.add_argument(
+        "--output-dir", default="isomax-demo", help="report folder (default: %(default)s)"
+    )
+    p.add_argument("--device", help="auto (default), cpu, cuda, ...")
+    p.add_argument("--no-figures", action="store_true", help="skip the PNG figures")
+    p.set_defaults(func=cmd_demo)
+
+    p = sub.add_parser(
+        "compare", help="train and evaluate several losses and seeds; write a report"
+    )
+    p.add_argument(
+        "--losses", type=_csv_list, default=["softmax", "isomax", "isomaxplus", "dismax"]
+    )
+    p.add_argument("--seeds", type=_positive_int, default=1)
+    p.add_argument(
+        "--ood",
+        type=_csv_list,
+        default=["gaussian", "uniform", "photos"],
+        help="OOD sets: names, folder:PATH or archives (comma-separated)",
+    )
+    p.add_argument("--output-dir", default="runs/compare")
+    p.add_argument("--no-figures", action="store_true")
+    _add_train_options(p, with_loss=False)
+    p.set_defaults(func=cmd_compare)
+
+    p = sub.add_parser("train", help="train one model")
+    _add_train_options(p)
+    p.add_argument("--seed", type=int)
+    p.add_argument("--output-dir", help="where the checkpoint and logs go (default: runs/train)")
+    p.add_argument("--resume", action="store_true", help="continue from the checkpoint there")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("evaluate", help="evaluate a checkpoint against OOD sets")
+    p.add_argument("checkpoint")
+    p.add_argument(
+        "--ood",
+        type=_csv_list,
+        required=True,
+        help="OOD sets: names, folder:PATH or archives (comma-separated)",
+    )
+    p.add_argument("--scores", type=_csv_list, help="default: the scores that suit the loss")
+    p.add_argument("--dataset", help="ID dataset (default: the one it was trained on)")
+    p.add_argument("--data-root")
+    p.add_argument("--temperature", type=float, default=1.0)
+    p.add_argument("--batch-size", type=_positive_int, default=512)
+    p.add_argument("--save-scores", action="store_true", help="also write scores.safetensors")
+    p.add_argument("--output-dir", help="default: <checkpoint folder>/evaluation")
+    p.add_argument("--device")
+    p.set_defaults(func=cmd_evaluate)
+
+    p = sub.add_parser(
+        "calibrate",
+        help="fit temperature and threshold on the validation split and save a detector",
+    )
+    p.add_argument("checkpoint")
+    p.add_argument("--score", help="default: the loss's recommended score")
+    p.add_argument("--objective", choices=["nll", "ece", "none"], default="nll")
+    p.add_argument("--tpr", type=_rate, default=0.95, help="share of ID inputs to keep")
+    p.add_argument("--data-root")
+    p.add_argument("--batch-size", type=_positive_int, default=512)
+    p.add_argument("--output", help="default: <checkpoint folder>/detector.safetensors")
+    p.add_argument("--device")
+    p.set_defaults(func=cmd_calibrate)
+
+    p = sub.add_parser("detect", help="classify image files and flag OOD ones (CSV)")
+    p.add_argument("detector")
+    p.add_argument("paths", nargs="+", help="image files or folders")
+    p.add_argument("--output", help="CSV file (default: standard output)")
+    p.add_argument(
+        "--on-error",
+        choices=["skip", "raise"],
+        default="skip",
+        help="unreadable images: skip them (reported) or stop",
+    )
+    p.add_argument("--batch-size", type=_positive_int, default=256)
+    p.add_argument("--device")
+    p.set_defaults(func=cmd_detect)
+
+    p = sub.add_parser("list", help="list datasets, models, losses and scores")
+    p.set_defaults(func=cmd_list)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``isomax`` command; returns the exit status."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=logging.INFO if args.verbose else logging.WARNING,
+        format="%(levelname)s %(name)s: %(message)s",
+    )
+    debug = args.debug or os.environ.get("ISOMAX_DEBUG") == "1"
+    try:
+        return int(args.func(args))
+    except USER_ERRORS as exc:
+        if debug:
+            raise
+        message = " ".join(str(exc).split()) or type(exc).__name__
+        print(f"isomax {args.command}: error: {message}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"isomax {args.command}: interrupted", file=sys.stderr)
+        return 130

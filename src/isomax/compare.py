@@ -1,0 +1,161 @@
+"""Train the same backbone with several losses and seeds, evaluate, and write a report.
+
+``compare`` is resumable: each run writes its checkpoint after every epoch and its
+``evaluation.json`` last (atomically), so a run with that file is finished and reused, a run with
+only a checkpoint continues training, and nothing half-written is ever counted as a result.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from . import scores as _scores
+from .engine.config import load_config
+from .engine.evaluate import evaluate
+from .engine.trainer import resolve_device, train
+from .io import save_file
+from .methods import get_method
+from .report import aggregate, write_json
+
+__all__ = ["CompareResult", "compare", "evaluation_datasets"]
+
+log = logging.getLogger(__name__)
+
+EVAL_NAME = "evaluation.json"
+SCORES_NAME = "scores.safetensors"
+
+
+@dataclass
+class CompareResult:
+    """Where the report is and what it says."""
+
+    output_dir: Path
+    runs: list[dict[str, Any]]
+    aggregate: dict[str, Any]
+    report: Path | None
+
+
+def evaluation_datasets(
+    bundle: Any, ood: Sequence[str], root: str | None = None, download: bool = False
+) -> dict[str, Any]:
+    """The OOD sets named in ``ood``, brought to the ID bundle's shape and normalisation."""
+    from .data import get_ood_dataset
+
+    return {name: get_ood_dataset(name, like=bundle, root=root, download=download) for name in ood}
+
+
+def _run_one(
+    cfg: Any,
+    bundle: Any,
+    ood_sets: dict[str, Any],
+    run_dir: Path,
+    device: torch.device,
+    save_scores: bool,
+) -> dict[str, Any]:
+    result = train(cfg, resume=True, bundle=bundle)
+    model = result.model.to(device)
+    evaluation = evaluate(
+        model, bundle.test, ood_sets, _scores.names(), device=device, keep_scores=True
+    )
+    if save_scores:
+        tensors = {
+            f"{group}/{score}": values
+            for group, per_score in evaluation.scores.items()
+            for score, values in per_score.items()
+        }
+        save_file(run_dir / SCORES_NAME, tensors, {"loss": cfg.loss, "seed": cfg.seed}, "scores")
+    record = {
+        "loss": cfg.loss,
+        "seed": cfg.seed,
+        "score": get_method(cfg.loss).score,
+        "evaluation": evaluation.to_dict(),
+        "history": result.history,
+        "config": cfg.to_dict(),
+    }
+    write_json(run_dir / EVAL_NAME, record)  # last: its presence marks the run finished
+    return record
+
+
+def compare(
+    dataset: str = "digits",
+    model: str = "digits_cnn",
+    losses: Sequence[str] = ("softmax", "isomax", "isomaxplus", "dismax"),
+    seeds: int = 1,
+    ood: Sequence[str] = ("gaussian", "uniform", "photos"),
+    output_dir: str | os.PathLike[str] = "runs/compare",
+    preset: str = "cpu",
+    config_file: str | os.PathLike[str] | None = None,
+    overrides: dict[str, Any] | None = None,
+    save_scores: bool = True,
+    figures: bool = True,
+    on_run: Callable[[str, int, str], None] | None = None,
+) -> CompareResult:
+    """Train and evaluate every (loss, seed) pair and write the report folder.
+
+    Args:
+        dataset, model: registry names (or a folder / archive path for the dataset).
+        losses: method names (``softmax``, ``isomax``, ``isomaxplus``, ``dismax``).
+        seeds: number of seeds (0 .. seeds-1) per loss.
+        ood: OOD set names (registry names, ``folder:PATH`` or archive paths).
+        output_dir: the report folder; runs go to ``output_dir/runs/<loss>-seed<k>``.
+        preset, config_file, overrides: the training configuration (see
+            :func:`isomax.engine.load_config`); ``overrides`` wins.
+        save_scores: keep every run's raw scores (``scores.safetensors``).
+        figures: draw the PNG figures (needs matplotlib).
+        on_run: called as ``on_run(loss, seed, status)`` with status ``"reused"`` or
+            ``"trained"``, e.g. to print progress.
+    """
+    from .data import get_dataset
+
+    if seeds < 1:
+        raise ValueError(f"seeds must be >= 1, got {seeds}")
+    methods = [get_method(name).name for name in losses]
+    if len(set(methods)) != len(methods):
+        raise ValueError(f"losses has repeated entries: {list(losses)}")
+    if not ood:
+        raise ValueError("ood is empty: name at least one OOD set")
+    out = Path(output_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    if not os.access(out, os.W_OK):
+        raise PermissionError(f"output folder {out} is not writable")
+    base = load_config(
+        config_file,
+        preset=preset,
+        overrides={**(overrides or {}), "dataset": dataset, "model": model},
+    )
+    device = resolve_device(base.device)
+    bundle = get_dataset(
+        base.dataset, root=base.data_root, split_val=base.val_split, seed=0, download=base.download
+    )
+    ood_sets = evaluation_datasets(bundle, ood, base.data_root, base.download)
+    runs = []
+    for loss in methods:
+        for seed in range(seeds):
+            run_dir = out / "runs" / f"{loss}-seed{seed}"
+            done = run_dir / EVAL_NAME
+            if done.exists():
+                try:
+                    runs.append(json.loads(done.read_text()))
+                    if on_run:
+                        on_run(loss, seed, "reused")
+                    continue
+                except json.JSONDecodeError:
+                    log.warning("%s is unreadable; running %s seed %d again", done, loss, seed)
+            run_dir.mkdir(parents=True, exist_ok=True)
+            cfg = base.replace(loss=loss, seed=seed, output_dir=str(run_dir))
+            runs.append(_run_one(cfg, bundle, ood_sets, run_dir, device, save_scores))
+            if on_run:
+                on_run(loss, seed, "trained")
+    agg = aggregate(runs)
+    from .report import write_report
+
+    report = write_report(out, runs, agg, figures=figures)
+    return CompareResult(out, runs, agg, report)

@@ -1,0 +1,203 @@
+"""The deployable OOD detector: a trained model, a score, a temperature and a threshold."""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from . import scores as _scores
+from ._checks import check_positive
+from .io import load_file, save_file
+
+__all__ = ["OODDetector", "Prediction"]
+
+log = logging.getLogger(__name__)
+_KIND = "detector"
+
+
+@dataclass(frozen=True)
+class Prediction:
+    """What :meth:`OODDetector.predict` returns, one row per input."""
+
+    classes: Tensor  #: predicted class, (N,) int64
+    probs: Tensor  #: softmax(logits / T), (N, C)
+    scores: Tensor  #: the detector's score, higher = more in-distribution, (N,)
+    is_ood: Tensor  #: score < threshold, (N,) bool
+
+
+def _inputs(batch: Any) -> Tensor:
+    if isinstance(batch, Tensor):
+        return batch
+    if isinstance(batch, list | tuple) and batch and isinstance(batch[0], Tensor):
+        return batch[0]
+    raise TypeError(
+        f"a loader must yield tensors or (inputs, labels) pairs, got {type(batch).__name__}"
+    )
+
+
+def _labels(batch: Any) -> Tensor | None:
+    if isinstance(batch, list | tuple) and len(batch) > 1 and isinstance(batch[1], Tensor):
+        return batch[1]
+    return None
+
+
+class OODDetector:
+    """Deployment object: classify inputs and flag the out-of-distribution ones.
+
+    Args:
+        model: a trained classifier returning logits.
+        score: a name from :mod:`isomax.scores` (higher = more in-distribution).
+        temperature: T applied to the logits for the probabilities and the score.
+        threshold: inputs whose score is below it are flagged OOD; set by :meth:`fit`.
+        device: where to run the model; default: where its parameters are.
+
+    Example::
+
+        det = OODDetector(model, score="mds").fit(id_val_loader, tpr=0.95)
+        out = det.predict(x)          # out.classes, out.probs, out.scores, out.is_ood
+        det.save("detector.safetensors")
+        det = OODDetector.load("detector.safetensors", model)
+    """
+
+    def __init__(
+        self,
+        model: nn.Module,
+        score: str = "mps",
+        temperature: float = 1.0,
+        threshold: float | None = None,
+        device: str | torch.device | None = None,
+    ) -> None:
+        if not isinstance(model, nn.Module):
+            raise TypeError(f"model must be an nn.Module, got {type(model).__name__}")
+        self.model = model
+        self.score_name = score.lower()
+        self._score_fn = _scores.get(self.score_name)
+        self.temperature = check_positive(temperature, "temperature")
+        self.threshold = None if threshold is None else float(threshold)
+        self.tpr: float | None = None
+        #: JSON-serialisable facts saved with the detector (e.g. the training configuration,
+        #: input shape and normalisation, class names) so that ``load`` can rebuild the model.
+        self.metadata: dict[str, Any] = {}
+        if device is None:
+            first = next(model.parameters(), None)
+            device = first.device if first is not None else torch.device("cpu")
+        self.device = torch.device(device)
+        self.model.to(self.device)
+
+    @torch.no_grad()
+    def logits(self, x: Tensor) -> Tensor:
+        """The model's logits for a batch (eval mode)."""
+        self.model.eval()
+        return self.model(x.to(self.device))
+
+    def _collect(self, loader: Iterable[Any]) -> tuple[Tensor, Tensor | None]:
+        logits, labels = [], []
+        for batch in loader:
+            logits.append(self.logits(_inputs(batch)).float().cpu())
+            y = _labels(batch)
+            if y is not None:
+                labels.append(y.cpu())
+        if not logits:
+            raise ValueError("the validation loader is empty: no in-distribution data to fit on")
+        return torch.cat(logits), (torch.cat(labels) if labels else None)
+
+    def fit(
+        self,
+        id_val_loader: Iterable[Any],
+        tpr: float = 0.95,
+        calibrate: str | None = None,
+    ) -> OODDetector:
+        """Set the threshold (and optionally the temperature) from ID validation data only.
+
+        Args:
+            id_val_loader: in-distribution validation batches (never the test split).
+            tpr: share of ID inputs to accept; the threshold is the k-th largest ID score with
+                k = ceil(tpr * n) (so "keep 95%" is the 5th-percentile rule).
+            calibrate: ``"nll"`` or ``"ece"`` to fit the temperature first (needs labels).
+        """
+        from .calibration import fit_temperature, threshold_for_tpr
+
+        logits, labels = self._collect(id_val_loader)
+        if calibrate is not None:
+            if labels is None:
+                raise ValueError("calibrate needs labelled batches (inputs, labels)")
+            self.temperature = fit_temperature(logits, labels, objective=calibrate)
+            log.info("fitted temperature %.4g (%s)", self.temperature, calibrate)
+        values = self._score_fn(logits, temperature=self.temperature)
+        self.threshold = threshold_for_tpr(values, tpr=tpr)
+        self.tpr = float(tpr)
+        log.info("threshold %.6g keeps %.1f%% of ID validation inputs", self.threshold, 100 * tpr)
+        return self
+
+    def score(self, x: Tensor) -> Tensor:
+        """Scores of a batch (higher = more in-distribution)."""
+        return self._score_fn(self.logits(x), temperature=self.temperature)
+
+    def predict(self, x: Tensor) -> Prediction:
+        """Classes, probabilities, scores and the OOD mask of a batch."""
+        if self.threshold is None:
+            raise RuntimeError("the detector has no threshold: call fit() or pass threshold=")
+        logits = self.logits(x)
+        values = self._score_fn(logits, temperature=self.temperature)
+        probs = torch.softmax(logits.float() / self.temperature, dim=1)
+        return Prediction(probs.argmax(dim=1), probs, values, values < self.threshold)
+
+    def save(self, path: str | os.PathLike[str]) -> Path:
+        """Write weights, score, temperature and threshold to one safetensors file."""
+        meta = {
+            "score": self.score_name,
+            "temperature": self.temperature,
+            "threshold": self.threshold,
+            "tpr": self.tpr,
+            "model_class": type(self.model).__name__,
+            "metadata": self.metadata,
+        }
+        return save_file(path, self.model.state_dict(), meta, _KIND)
+
+    @classmethod
+    def load(
+        cls,
+        path: str | os.PathLike[str],
+        model: nn.Module | None = None,
+        device: str | torch.device | None = None,
+    ) -> OODDetector:
+        """Load a detector saved by :meth:`save`.
+
+        Args:
+            path: the ``.safetensors`` file.
+            model: a module of the saved architecture to load the weights into; ``None``
+                rebuilds it from the training configuration stored in ``metadata["config"]``
+                (detectors made by ``isomax calibrate`` carry it).
+            device: where to run.
+        """
+        tensors, meta = load_file(path, _KIND)
+        extra = meta.get("metadata") or {}
+        if model is None:
+            if "config" not in extra:
+                raise ValueError(
+                    f"{path} does not record its model configuration: pass the model, "
+                    "OODDetector.load(path, model)"
+                )
+            from .engine.config import TrainConfig
+            from .engine.trainer import build_model
+
+            cfg = TrainConfig.from_dict(extra["config"])
+            model = build_model(cfg, int(extra["num_classes"]), int(extra["input_shape"][0]))
+        try:
+            model.load_state_dict(tensors, strict=True)
+        except RuntimeError as exc:
+            raise ValueError(
+                f"{path} was saved from a {meta.get('model_class')} whose weights do not fit "
+                f"the given {type(model).__name__}: {' '.join(str(exc).split())[:400]}"
+            ) from None
+        det = cls(model, meta["score"], meta["temperature"], meta["threshold"], device)
+        det.tpr = meta.get("tpr")
+        det.metadata = extra
+        return det

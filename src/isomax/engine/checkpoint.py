@@ -1,0 +1,84 @@
+"""Training checkpoints: safetensors weights plus JSON state, written atomically, no pickle.
+
+A checkpoint holds the model weights, the optimizer state (tensors in safetensors, the rest in
+JSON), the epoch, the configuration, the metric history and the random-generator states, so
+that :func:`isomax.engine.train` with ``resume=True`` continues exactly where it stopped.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from ..io import load_file, save_file
+
+__all__ = ["load_checkpoint", "save_checkpoint"]
+
+KIND = "checkpoint"
+
+
+def _split_optimizer(state: dict[str, Any]) -> tuple[dict[str, Tensor], dict[str, Any]]:
+    tensors: dict[str, Tensor] = {}
+    plain: dict[str, Any] = {"param_groups": state["param_groups"], "state": {}}
+    for idx, entry in state["state"].items():
+        plain_entry = {}
+        for key, value in entry.items():
+            if isinstance(value, Tensor):
+                tensors[f"optimizer/{idx}/{key}"] = value
+            else:
+                plain_entry[key] = value
+        plain["state"][str(idx)] = plain_entry
+    return tensors, plain
+
+
+def _join_optimizer(tensors: dict[str, Tensor], plain: dict[str, Any]) -> dict[str, Any]:
+    state: dict[int, dict[str, Any]] = {int(k): dict(v) for k, v in plain["state"].items()}
+    for name, value in tensors.items():
+        _, idx, key = name.split("/", 2)
+        state.setdefault(int(idx), {})[key] = value
+    return {"state": state, "param_groups": plain["param_groups"]}
+
+
+def save_checkpoint(
+    path: str | os.PathLike[str],
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer | None,
+    meta: dict[str, Any],
+) -> Path:
+    """Write a checkpoint atomically (temporary file, then rename)."""
+    tensors = {f"model/{k}": v for k, v in model.state_dict().items()}
+    plain_opt = None
+    if optimizer is not None:
+        opt_tensors, plain_opt = _split_optimizer(optimizer.state_dict())
+        tensors.update(opt_tensors)
+    tensors["rng/torch"] = torch.get_rng_state()
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        for i, s in enumerate(torch.cuda.get_rng_state_all()):
+            tensors[f"rng/cuda{i}"] = s
+    return save_file(path, tensors, {**meta, "optimizer": plain_opt}, KIND)
+
+
+def load_checkpoint(
+    path: str | os.PathLike[str], device: str | torch.device = "cpu"
+) -> tuple[dict[str, Tensor], dict[str, Any] | None, dict[str, Any], dict[str, Tensor]]:
+    """Read a checkpoint: (model state, optimizer state or None, metadata, rng states)."""
+    tensors, meta = load_file(path, KIND, device="cpu")
+    model_state = {k[6:]: v.to(device) for k, v in tensors.items() if k.startswith("model/")}
+    opt_tensors = {k: v.to(device) for k, v in tensors.items() if k.startswith("optimizer/")}
+    rng = {k[4:]: v for k, v in tensors.items() if k.startswith("rng/")}
+    plain_opt = meta.pop("optimizer", None)
+    opt_state = None if plain_opt is None else _join_optimizer(opt_tensors, plain_opt)
+    return model_state, opt_state, meta, rng
+
+
+def restore_rng(rng: dict[str, Tensor]) -> None:
+    """Put back the random-generator states saved in a checkpoint."""
+    if "torch" in rng:
+        torch.set_rng_state(rng["torch"].to(torch.uint8))
+    cuda = [rng[k] for k in sorted(rng) if k.startswith("cuda")]
+    if cuda and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all([s.to(torch.uint8) for s in cuda])

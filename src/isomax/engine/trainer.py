@@ -1,0 +1,434 @@
+"""The training loop: any backbone, any head, one CPU, one GPU or many (``torchrun``).
+
+Short and readable on purpose (airbench-style): data resident on the device with augmentation
+there, bf16 autocast and channels-last when asked, a learning rate computed from the step
+number (so resuming needs no scheduler state), a checkpoint after every epoch, CSV and JSON-lines
+logs, and a stop with a clear error when the loss stops being finite.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import logging
+import math
+import time
+from contextlib import nullcontext
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from ..fpr import FractionalProbabilityRegularization
+from ..methods import get_method
+from ..optim import param_groups
+from . import distributed as dist_utils
+from .checkpoint import load_checkpoint, restore_rng, save_checkpoint
+from .config import TrainConfig
+from .loader import TensorLoader, epoch_generator
+
+__all__ = [
+    "NonFiniteLossError",
+    "TrainResult",
+    "build_model",
+    "load_model",
+    "lr_at",
+    "resolve_device",
+    "train",
+]
+
+log = logging.getLogger(__name__)
+
+CHECKPOINT_NAME = "checkpoint.safetensors"
+_LOG_FIELDS = (
+    "epoch",
+    "lr",
+    "train_loss",
+    "train_acc",
+    "val_loss",
+    "val_acc",
+    "images_per_s",
+    "seconds",
+)
+
+
+class NonFiniteLossError(RuntimeError):
+    """The training loss became NaN or infinite; the last good checkpoint is kept."""
+
+
+@dataclass
+class TrainResult:
+    """What :func:`train` returns."""
+
+    model: nn.Module
+    config: TrainConfig
+    history: list[dict[str, float]] = field(default_factory=list)
+    checkpoint: Path | None = None
+
+
+def resolve_device(name: str = "auto") -> torch.device:
+    """``auto`` picks CUDA, then Apple MPS, then the CPU; anything else is passed to torch."""
+    if name == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        mps = getattr(torch.backends, "mps", None)
+        if mps is not None and mps.is_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise ValueError(
+            f"unknown device {name!r}; expected auto, cpu, cuda, cuda:N or mps"
+        ) from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"device {name!r} was asked for but CUDA is not available here")
+    return device
+
+
+def lr_at(cfg: TrainConfig, step: int, steps_per_epoch: int) -> float:
+    """Learning rate at a global optimisation step (pure function of the step)."""
+    total = max(1, cfg.epochs * steps_per_epoch)
+    t = step / total
+    warm = cfg.warmup_epochs * steps_per_epoch
+    if cfg.schedule == "onecycle":
+        # linear warm-up from lr/10 to lr, then linear decay to 0 (airbench-style triangle)
+        warm = max(warm, 1)
+        if step < warm:
+            return cfg.lr * (0.1 + 0.9 * step / warm)
+        return cfg.lr * max(0.0, (total - step) / max(1, total - warm))
+    factor = 1.0 if step >= warm else (step + 1) / warm
+    if cfg.schedule == "multistep":
+        epoch = step / steps_per_epoch
+        drops = sum(epoch >= m * cfg.epochs for m in cfg.milestones)
+        return cfg.lr * factor * cfg.gamma**drops
+    if cfg.schedule == "cosine":
+        return cfg.lr * factor * 0.5 * (1 + math.cos(math.pi * t))
+    return cfg.lr * factor
+
+
+def build_model(cfg: TrainConfig, num_classes: int, in_channels: int) -> nn.Module:
+    """The model of a configuration with the head of its loss."""
+    from ..models import create_model
+
+    method = get_method(cfg.loss)
+    return create_model(cfg.model, num_classes, head=method.head, in_channels=in_channels)
+
+
+def _autocast(device: torch.device, amp: str) -> Any:
+    if amp == "none":
+        return nullcontext()
+    dtype = torch.bfloat16 if amp == "bf16" else torch.float16
+    return torch.autocast(device_type=device.type, dtype=dtype)
+
+
+def _write_logs(out: Path, row: dict[str, float]) -> None:
+    with open(out / "log.jsonl", "a") as fh:
+        fh.write(json.dumps(row) + "\n")
+    csv_path = out / "log.csv"
+    new = not csv_path.exists()
+    with open(csv_path, "a", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=_LOG_FIELDS)
+        if new:
+            writer.writeheader()
+        writer.writerow({k: row[k] for k in _LOG_FIELDS})
+
+
+def _truncate_logs(out: Path, epochs_done: int) -> list[dict[str, float]]:
+    """On resume, drop log rows written after the checkpoint (an epoch that was cut short)."""
+    history: list[dict[str, float]] = []
+    path = out / "log.jsonl"
+    if path.exists():
+        for line in path.read_text().splitlines():
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError:
+                break  # a line cut by a crash
+            if row.get("epoch", 0) <= epochs_done:
+                history.append(row)
+    for name in ("log.jsonl", "log.csv"):
+        (out / name).unlink(missing_ok=True)
+    for row in history:
+        _write_logs(out, row)
+    return history
+
+
+@torch.no_grad()
+def _evaluate_loader(
+    model: nn.Module,
+    loader: TensorLoader,
+    criterion: nn.Module,
+    device: torch.device,
+    amp: str,
+    info: dist_utils.DistInfo,
+) -> tuple[float, float]:
+    model.eval()
+    loss_sum, correct, count = 0.0, 0.0, 0.0
+    for x, y in loader:
+        with _autocast(device, amp):
+            logits = model(x)
+        loss_sum += float(criterion(logits.float(), y)) * len(y)
+        correct += float((logits.argmax(1) == y).sum())
+        count += len(y)
+    loss_sum, correct, count = dist_utils.all_reduce_sum([loss_sum, correct, count], device, info)
+    return loss_sum / max(count, 1), correct / max(count, 1)
+
+
+def train(
+    cfg: TrainConfig,
+    resume: bool = False,
+    max_epochs_this_run: int | None = None,
+    bundle: Any = None,
+) -> TrainResult:
+    """Train ``cfg.model`` with the loss ``cfg.loss`` on ``cfg.dataset``.
+
+    Args:
+        cfg: the configuration (see :class:`TrainConfig` and the presets).
+        resume: continue from ``output_dir/checkpoint.safetensors`` when it exists.
+        max_epochs_this_run: stop after this many epochs in this call (the schedule still
+            spans ``cfg.epochs``); a later ``resume=True`` call continues.
+        bundle: an already built dataset bundle (default: ``get_dataset(cfg.dataset, ...)``).
+
+    Returns:
+        The trained model, the configuration, the per-epoch history and the checkpoint path.
+
+    Raises:
+        NonFiniteLossError: the loss became NaN or infinite (the last good checkpoint stays).
+    """
+    from ..data import get_dataset, to_tensors
+
+    device = resolve_device(cfg.device)
+    info = dist_utils.setup(device)
+    if info.enabled and device.type == "cuda":
+        device = torch.device("cuda", info.local_rank)
+        torch.cuda.set_device(device)
+    out = Path(cfg.output_dir)
+    if info.is_main:
+        out.mkdir(parents=True, exist_ok=True)
+    ckpt_path = out / CHECKPOINT_NAME
+
+    if bundle is None:
+        bundle = get_dataset(
+            cfg.dataset,
+            root=cfg.data_root,
+            split_val=cfg.val_split,
+            seed=0,  # the split is fixed: the same validation set for every training seed
+            download=cfg.download,
+        )
+    x_train, y_train = to_tensors(bundle.train)
+    x_val, y_val = (
+        to_tensors(bundle.val) if bundle.val is not None and len(bundle.val) else (None, None)
+    )
+
+    torch.manual_seed(cfg.seed)
+    model = build_model(cfg, bundle.num_classes, bundle.input_shape[0]).to(device)
+    if cfg.channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    method = get_method(cfg.loss)
+    criterion = method.build_loss(cfg.fpr_alpha)
+    eval_criterion = method.build_loss()
+    optimizer = torch.optim.SGD(
+        param_groups(model, cfg.weight_decay, exclude_prototypes=not cfg.decay_prototypes),
+        lr=cfg.lr,
+        momentum=cfg.momentum,
+        nesterov=cfg.nesterov and cfg.momentum > 0,
+    )
+
+    start_epoch = 0
+    history: list[dict[str, float]] = []
+    if resume and ckpt_path.exists():
+        model_state, opt_state, meta, rng = load_checkpoint(ckpt_path, device)
+        saved = TrainConfig.from_dict(meta["config"])
+        for key in ("dataset", "model", "loss", "epochs", "seed", "batch_size"):
+            if getattr(saved, key) != getattr(cfg, key):
+                raise ValueError(
+                    f"cannot resume from {ckpt_path}: it was trained with {key}="
+                    f"{getattr(saved, key)!r}, this run asks for {getattr(cfg, key)!r}"
+                )
+        model.load_state_dict(model_state)
+        if opt_state is not None:
+            optimizer.load_state_dict(opt_state)
+        restore_rng(rng)
+        start_epoch = int(meta["epoch"])
+        if info.is_main:
+            history = _truncate_logs(out, start_epoch)
+        log.info("resumed from %s at epoch %d", ckpt_path, start_epoch)
+    elif info.is_main:
+        for name in ("log.jsonl", "log.csv"):
+            (out / name).unlink(missing_ok=True)
+
+    on_device = cfg.data_on_device == "yes" or (
+        cfg.data_on_device == "auto" and device.type != "cpu"
+    )
+    data_device = device if on_device else torch.device("cpu")
+    augment = cfg.augment == "crop_flip" or (
+        cfg.augment == "auto" and x_train.dim() == 4 and x_train.shape[-1] >= 16
+    )
+    per_rank_batch = max(1, cfg.batch_size // info.world_size)
+    train_loader = TensorLoader(
+        x_train,
+        y_train,
+        per_rank_batch,
+        bundle.mean,
+        bundle.std,
+        data_device,
+        shuffle=True,
+        drop_last=len(y_train) >= 2 * cfg.batch_size,
+        augment=augment,
+        seed=cfg.seed,
+        rank=info.rank,
+        world_size=info.world_size,
+        channels_last=cfg.channels_last,
+    )
+    val_loader = None
+    if x_val is not None:
+        val_loader = TensorLoader(
+            x_val,
+            y_val,
+            max(per_rank_batch, 256),
+            bundle.mean,
+            bundle.std,
+            data_device,
+            rank=info.rank,
+            world_size=info.world_size,
+            channels_last=cfg.channels_last,
+            even_shards=False,
+        )
+
+    net: nn.Module = model
+    if info.enabled:
+        net = nn.parallel.DistributedDataParallel(
+            model, device_ids=[device.index] if device.type == "cuda" else None
+        )
+    step_model = torch.compile(net) if cfg.compile else net
+    scaler = torch.amp.GradScaler(device.type, enabled=cfg.amp == "fp16")
+    fpr = (
+        FractionalProbabilityRegularization(bundle.num_classes)
+        if cfg.fpr_alpha is not None
+        else None
+    )
+    steps_per_epoch = len(train_loader)
+    last_epoch = cfg.epochs
+    if max_epochs_this_run is not None:
+        last_epoch = min(cfg.epochs, start_epoch + max_epochs_this_run)
+
+    progress = None
+    for epoch in range(start_epoch, last_epoch):
+        step_model.train()
+        train_loader.set_epoch(epoch)
+        if fpr is not None:
+            fpr.generator = epoch_generator(cfg.seed, epoch, stream=10_000 + info.rank)
+        if cfg.progress and info.is_main:
+            from tqdm.auto import tqdm
+
+            progress = tqdm(
+                total=steps_per_epoch, desc=f"epoch {epoch + 1}/{cfg.epochs}", leave=False
+            )
+        t0 = time.perf_counter()
+        loss_sum = torch.zeros((), device=device, dtype=torch.float64)
+        correct = torch.zeros((), device=device, dtype=torch.float64)
+        seen = 0
+        for i, (x, y) in enumerate(train_loader):
+            step = epoch * steps_per_epoch + i
+            lr = lr_at(cfg, step, steps_per_epoch)
+            for group in optimizer.param_groups:
+                group["lr"] = lr
+            x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
+            targets: Any = y
+            if fpr is not None:
+                x, targets = fpr(x, y)
+                y = targets.labels
+            with _autocast(device, cfg.amp):
+                logits = step_model(x)
+            loss = criterion(logits.float(), targets)
+            optimizer.zero_grad(set_to_none=True)
+            scaler.scale(loss).backward()
+            scaler.step(optimizer)
+            scaler.update()
+            loss_sum += loss.detach() * len(y)
+            correct += (logits.detach().argmax(1) == y).sum()
+            seen += len(y)
+            if (i % 25 == 24 or i == steps_per_epoch - 1) and not torch.isfinite(loss_sum):
+                raise NonFiniteLossError(
+                    f"the training loss became {float(loss)} at epoch {epoch + 1}, step {i + 1}; "
+                    f"training stopped. The last good checkpoint ({ckpt_path}, epoch "
+                    f"{epoch}) was kept. Lower the learning rate (now {lr:g}) or use amp='none'."
+                )
+            if progress is not None:
+                elapsed = time.perf_counter() - t0
+                progress.set_postfix(loss=f"{float(loss):.3f}", img_s=f"{seen / elapsed:.0f}")
+                progress.update()
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        seconds = time.perf_counter() - t0
+        totals = dist_utils.all_reduce_sum(
+            [float(loss_sum), float(correct), float(seen)], device, info
+        )
+        if progress is not None:
+            progress.close()
+        row = {
+            "epoch": epoch + 1,
+            "lr": lr_at(cfg, (epoch + 1) * steps_per_epoch - 1, steps_per_epoch),
+            "train_loss": totals[0] / max(totals[2], 1),
+            "train_acc": totals[1] / max(totals[2], 1),
+            "val_loss": float("nan"),
+            "val_acc": float("nan"),
+            "images_per_s": totals[2] / seconds,
+            "seconds": seconds,
+        }
+        if val_loader is not None:
+            row["val_loss"], row["val_acc"] = _evaluate_loader(
+                model, val_loader, eval_criterion, device, cfg.amp, info
+            )
+        history.append(row)
+        done = epoch + 1
+        if info.is_main:
+            _write_logs(out, row)
+            if done % cfg.checkpoint_every == 0 or done == last_epoch:
+                meta = {
+                    "config": cfg.to_dict(),
+                    "epoch": done,
+                    "complete": done == cfg.epochs,
+                    "history": history,
+                    "num_classes": bundle.num_classes,
+                    "input_shape": list(bundle.input_shape),
+                    "mean": list(bundle.mean),
+                    "std": list(bundle.std),
+                    "class_names": list(getattr(bundle, "class_names", []) or []),
+                }
+                save_checkpoint(ckpt_path, model, optimizer, meta)
+        dist_utils.barrier(info)
+        log.info(
+            "epoch %d/%d loss %.4f acc %.4f val_acc %.4f %.0f img/s",
+            done,
+            cfg.epochs,
+            row["train_loss"],
+            row["train_acc"],
+            row["val_acc"],
+            row["images_per_s"],
+        )
+    dist_utils.cleanup(info)
+    return TrainResult(model, cfg, history, ckpt_path if ckpt_path.exists() else None)
+
+
+def load_model(
+    path: str | Path, device: str | torch.device = "cpu"
+) -> tuple[nn.Module, dict[str, Any]]:
+    """Rebuild the model of a checkpoint written by :func:`train` and load its weights.
+
+    Returns:
+        (the model in eval mode, the checkpoint metadata: config, epoch, history, ...).
+    """
+    model_state, _, meta, _ = load_checkpoint(path, device)
+    cfg = TrainConfig.from_dict(meta["config"])
+    model = build_model(cfg, int(meta["num_classes"]), int(meta["input_shape"][0]))
+    try:
+        model.load_state_dict(model_state)
+    except RuntimeError as exc:
+        raise ValueError(
+            f"{path}: the weights do not fit model {cfg.model!r} with loss {cfg.loss!r}: "
+            f"{' '.join(str(exc).split())[:300]}"
+        ) from None
+    return model.to(device).eval(), meta

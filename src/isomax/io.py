@@ -1,0 +1,110 @@
+"""Safe files: safetensors plus JSON metadata, written atomically, never a pickle.
+
+Every file this package writes (checkpoints, detectors) is one ``.safetensors`` file whose header
+carries the JSON metadata under the key ``"isomax"``, with a ``kind`` and a ``format_version``.
+Loading never unpickles: a file holding a pickle (``torch.save`` output, a raw pickle) is refused
+before anything in it is interpreted.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import struct
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor
+
+__all__ = ["FORMAT_VERSION", "UnsafeFileError", "atomic_write_bytes", "load_file", "save_file"]
+
+FORMAT_VERSION = 1
+_META_KEY = "isomax"
+
+
+class UnsafeFileError(ValueError):
+    """A file that would need unpickling (and could run code) was refused."""
+
+
+def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> Path:
+    """Write ``data`` to ``path`` through a temporary file in the same folder, then rename.
+
+    A crash leaves either the old file or the new one, never a half-written file.
+    """
+    path = Path(path)
+    folder = path.parent if str(path.parent) else Path(".")
+    if not folder.is_dir():
+        raise FileNotFoundError(f"cannot write {path}: folder {folder} does not exist")
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=folder)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def save_file(
+    path: str | os.PathLike[str], tensors: dict[str, Tensor], meta: dict[str, Any], kind: str
+) -> Path:
+    """Save ``tensors`` and JSON-serialisable ``meta`` to a safetensors file, atomically."""
+    from safetensors.torch import save
+
+    header = {"kind": kind, "format_version": FORMAT_VERSION, **meta}
+    try:
+        text = json.dumps(header, sort_keys=True, allow_nan=False)
+    except (TypeError, ValueError) as exc:
+        raise TypeError(f"metadata of a {kind} must be JSON-serialisable: {exc}") from None
+    clean = {k: v.detach().to("cpu").contiguous().clone() for k, v in tensors.items()}
+    return atomic_write_bytes(path, save(clean, metadata={_META_KEY: text}))
+
+
+def _refuse_pickles(path: Path, head: bytes) -> None:
+    # torch.save writes a zip archive holding a pickle; older formats and pickle.dump start with
+    # the pickle protocol opcode 0x80. Neither is ever unpickled here.
+    if head.startswith(b"PK\x03\x04") or head[:1] == b"\x80":
+        raise UnsafeFileError(
+            f"{path} holds a pickle (torch.save or pickle output); isomax refuses to load it "
+            "because unpickling can execute code. Expected a .safetensors file written by isomax."
+        )
+
+
+def load_file(
+    path: str | os.PathLike[str], kind: str, device: str | torch.device = "cpu"
+) -> tuple[dict[str, Tensor], dict[str, Any]]:
+    """Load a file written by :func:`save_file`, checking its kind and format version."""
+    from safetensors import SafetensorError
+    from safetensors.torch import load
+
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"no {kind} file at {path}")
+    data = path.read_bytes()
+    _refuse_pickles(path, data[:8])
+    try:
+        tensors = load(data)
+        (n,) = struct.unpack("<Q", data[:8])
+        header = json.loads(data[8 : 8 + n])
+    except (SafetensorError, OSError, ValueError, struct.error) as exc:
+        raise ValueError(
+            f"{path} is not a valid safetensors file (corrupt or truncated?): {exc}"
+        ) from None
+    raw = (header.get("__metadata__") or {}).get(_META_KEY)
+    if raw is None:
+        raise ValueError(f"{path} is a safetensors file but not an isomax {kind} (no metadata)")
+    meta = json.loads(raw)
+    if meta.get("kind") != kind:
+        raise ValueError(f"{path} holds an isomax {meta.get('kind')!r}, expected a {kind!r}")
+    version = meta.get("format_version")
+    if not isinstance(version, int) or version > FORMAT_VERSION:
+        raise ValueError(
+            f"{path} has format version {version!r}; this isomax reads versions up to "
+            f"{FORMAT_VERSION}: upgrade isomax"
+        )
+    return {k: v.to(device) for k, v in tensors.items()}, meta
