@@ -146,6 +146,8 @@ def cmd_train(args: argparse.Namespace) -> int:
     overrides["progress"] = not args.quiet and sys.stderr.isatty()
     cfg = load_config(args.config, overrides=overrides)
     result = train(cfg, resume=args.resume)
+    if os.environ.get("RANK", "0") != "0":
+        return 0  # under torchrun, rank 0 reports
     if result.history:
         last = result.history[-1]
         print(

@@ -63,7 +63,13 @@ def _run_one(
     result = train(cfg, resume=True, bundle=bundle)
     model = result.model.to(device)
     evaluation = evaluate(
-        model, bundle.test, ood_sets, _scores.names(), device=device, keep_scores=True
+        model,
+        bundle.test,
+        ood_sets,
+        _scores.names(),
+        device=device,
+        keep_scores=True,
+        id_val_data=bundle.val if bundle.val is not None and len(bundle.val) else None,
     )
     if save_scores:
         tensors = {

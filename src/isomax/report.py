@@ -122,7 +122,10 @@ def markdown_table(agg: Mapping[str, Any], full: bool = False) -> str:
     losses = list(agg["ood"])
     oods = [o for o in next(iter(next(iter(agg["ood"].values())).values())) if o != "mean"]
     if not full:
+        calibrated = all("ece_calibrated" in agg["id"][loss] for loss in losses)
         header = ["method", "score", "accuracy ↑", "ECE ↓"]
+        if calibrated:
+            header.append("ECE, T fitted on val ↓")
         for ood in [*oods, "mean"]:
             header += [f"{ood}: {label}" for _, label in OOD_COLUMNS]
         rows = []

@@ -63,36 +63,34 @@ def score_batches(
     temperature: float = 1.0,
     device: torch.device | str = "cpu",
     batch_size: int = 512,
-    keep_probs: bool = False,
+    keep_logits: bool = False,
 ) -> tuple[dict[str, Tensor], Tensor | None, Tensor | None]:
     """Scores of every input of a dataset or loader, streamed batch by batch.
 
     Returns:
-        (scores by name, each (N,) float64 on the CPU; probabilities (N, C) or None; labels (N,)
-        or None).
+        (scores by name, each (N,) float64 on the CPU; the logits (N, C) float32 or None; the
+        labels (N,) or None).
     """
     model.eval()
     device = torch.device(device)
     fns = {name: _scores.get(name) for name in score_names}
     collected: dict[str, list[Tensor]] = {name: [] for name in fns}
-    probs, labels = [], []
+    kept, labels = [], []
+    n = 0
     for batch in _loader(data, batch_size):
         x = batch[0] if isinstance(batch, list | tuple) else batch
         logits = model(x.to(device)).float()
         for name, fn in fns.items():
             collected[name].append(fn(logits, temperature=temperature).double().cpu())
-        if keep_probs:
-            probs.append(torch.softmax(logits / temperature, dim=1).cpu())
+        n += len(logits)
+        if keep_logits:
+            kept.append(logits.cpu())
         if isinstance(batch, list | tuple) and len(batch) > 1:
             labels.append(torch.as_tensor(batch[1]).cpu())
-    if not collected or not next(iter(collected.values())):
+    if n == 0:
         raise ValueError("the dataset to score is empty")
     out = {name: torch.cat(parts) for name, parts in collected.items()}
-    return (
-        out,
-        torch.cat(probs) if keep_probs else None,
-        torch.cat(labels) if labels else None,
-    )
+    return out, torch.cat(kept) if keep_logits else None, torch.cat(labels) if labels else None
 
 
 def evaluate(
@@ -105,6 +103,7 @@ def evaluate(
     batch_size: int = 512,
     tpr: float = 0.95,
     keep_scores: bool = False,
+    id_val_data: Any = None,
 ) -> Evaluation:
     """Evaluate ``model`` on the ID test data and on each OOD set.
 
@@ -115,14 +114,19 @@ def evaluate(
         score_names: names from :mod:`isomax.scores`.
         temperature: applied to the logits for probabilities and scores.
         keep_scores: keep the raw scores in ``Evaluation.scores`` (``"id"`` and each OOD name).
+        id_val_data: labelled ID validation data; when given, a temperature is fitted on it
+            (NLL, :func:`isomax.calibration.fit_temperature`) and the ID metrics gain
+            ``temperature``, ``ece_calibrated``, ``nll_calibrated`` and ``brier_calibrated``
+            computed on the test data at that temperature. Never pass the test split here.
     """
     if not ood_data:
         raise ValueError("ood_data is empty: name at least one OOD set to evaluate against")
-    id_scores, probs, labels = score_batches(
-        model, id_data, score_names, temperature, device, batch_size, keep_probs=True
+    id_scores, logits, labels = score_batches(
+        model, id_data, score_names, temperature, device, batch_size, keep_logits=True
     )
-    if labels is None or probs is None:
+    if labels is None or logits is None:
         raise ValueError("the in-distribution data must yield (inputs, labels) pairs")
+    probs = torch.softmax(logits.double() / temperature, dim=1)
     id_metrics = {
         "accuracy": metrics.accuracy(probs, labels),
         "ece": metrics.expected_calibration_error(probs, labels),
@@ -131,6 +135,22 @@ def evaluate(
         "brier": metrics.brier(probs, labels),
         "n": float(len(labels)),
     }
+    if id_val_data is not None:
+        from ..calibration import fit_temperature
+
+        _, val_logits, val_labels = score_batches(
+            model, id_val_data, (), 1.0, device, batch_size, keep_logits=True
+        )
+        if val_labels is None or val_logits is None:
+            raise ValueError("id_val_data must yield (inputs, labels) pairs")
+        t_fit = fit_temperature(val_logits, val_labels, objective="nll")
+        calibrated = torch.softmax(logits.double() / t_fit, dim=1)
+        id_metrics.update(
+            temperature=t_fit,
+            ece_calibrated=metrics.expected_calibration_error(calibrated, labels),
+            nll_calibrated=metrics.nll(calibrated, labels),
+            brier_calibrated=metrics.brier(calibrated, labels),
+        )
     ood: dict[str, dict[str, dict[str, float]]] = {}
     raw: dict[str, dict[str, Tensor]] = {"id": id_scores} if keep_scores else {}
     for name, data in ood_data.items():

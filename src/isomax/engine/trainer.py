@@ -352,7 +352,7 @@ def train(
             seen += len(y)
             if (i % 25 == 24 or i == steps_per_epoch - 1) and not torch.isfinite(loss_sum):
                 raise NonFiniteLossError(
-                    f"the training loss became {float(loss)} at epoch {epoch + 1}, step {i + 1}; "
+                    f"the training loss became {float(loss.detach())} at epoch {epoch + 1}, step {i + 1}; "
                     f"training stopped. The last good checkpoint ({ckpt_path}, epoch "
                     f"{epoch}) was kept. Lower the learning rate (now {lr:g}) or use amp='none'."
                 )
@@ -400,15 +400,16 @@ def train(
                 }
                 save_checkpoint(ckpt_path, model, optimizer, meta)
         dist_utils.barrier(info)
-        log.info(
-            "epoch %d/%d loss %.4f acc %.4f val_acc %.4f %.0f img/s",
-            done,
-            cfg.epochs,
-            row["train_loss"],
-            row["train_acc"],
-            row["val_acc"],
-            row["images_per_s"],
-        )
+        if info.is_main:
+            log.info(
+                "epoch %d/%d loss %.4f acc %.4f val_acc %.4f %.0f img/s",
+                done,
+                cfg.epochs,
+                row["train_loss"],
+                row["train_acc"],
+                row["val_acc"],
+                row["images_per_s"],
+            )
     dist_utils.cleanup(info)
     return TrainResult(model, cfg, history, ckpt_path if ckpt_path.exists() else None)
 
