@@ -19,14 +19,12 @@ __all__ = ["build_parser", "main"]
 
 USER_ERRORS: tuple[type[BaseException], ...] = (
     ValueError,
-    TypeError,
     FileNotFoundError,
     FileExistsError,
     PermissionError,
     NotADirectoryError,
     IsADirectoryError,
     ImportError,
-    KeyError,
 )
 
 
@@ -280,8 +278,6 @@ def cmd_detect(args: argparse.Namespace) -> int:
     x, paths, skipped = load_images(
         args.paths, meta["input_shape"], meta["mean"], meta["std"], on_error=args.on_error
     )
-    for path in skipped:
-        print(f"skipped unreadable image: {path}", file=sys.stderr)
     names = meta.get("class_names") or []
     buf = io.StringIO()
     writer = csv.DictWriter(

@@ -19,7 +19,7 @@ import torch
 
 from . import scores as _scores
 from .engine.config import load_config
-from .engine.evaluate import evaluate
+from .engine.evaluation import evaluate
 from .engine.trainer import resolve_device, train
 from .io import save_file
 from .methods import get_method

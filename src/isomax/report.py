@@ -306,7 +306,7 @@ def write_report(
 
 
 def evaluation_markdown(evaluation: Any) -> str:
-    """Markdown of one :class:`isomax.engine.evaluate.Evaluation` (``isomax evaluate``)."""
+    """Markdown of one :class:`isomax.engine.Evaluation` (``isomax evaluate``)."""
     idm = evaluation.id_metrics
     header = [
         "OOD set",

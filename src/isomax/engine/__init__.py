@@ -2,6 +2,7 @@
 
 from .checkpoint import load_checkpoint, save_checkpoint
 from .config import PRESETS, TrainConfig, load_config
+from .evaluation import Evaluation, evaluate, score_batches
 from .loader import TensorLoader
 from .trainer import (
     NonFiniteLossError,
@@ -15,16 +16,19 @@ from .trainer import (
 
 __all__ = [
     "PRESETS",
+    "Evaluation",
     "NonFiniteLossError",
     "TensorLoader",
     "TrainConfig",
     "TrainResult",
     "build_model",
+    "evaluate",
     "load_checkpoint",
     "load_config",
     "load_model",
     "lr_at",
     "resolve_device",
     "save_checkpoint",
+    "score_batches",
     "train",
 ]

@@ -1,0 +1,354 @@
+"""Datasets backed by image files on disk (decoded with Pillow, no torchvision).
+
+* :class:`ImageFolderDataset`: the ImageFolder layout ``root/<class>/**/<image>``; class
+  folders sorted alphabetically give the label order.
+* :class:`ImageFilesDataset`: every image under a folder (flat or nested), label ``-1``.
+
+Images are decoded lazily, converted to RGB or greyscale and brought to a fixed ``image_size``
+with :func:`isomax.data.core.fit_image`. Undecodable files are handled by ``on_error``:
+
+* ``"raise"`` (default): :class:`~isomax.data.errors.CorruptImageError` naming the file.
+* ``"skip"``: a warning is logged once per file, its path is appended to ``.skipped``, and
+  ``dataset[i]`` returns the next decodable sample instead (the length does not change, since
+  decoding is lazy). :meth:`load_into_memory` and :func:`~isomax.data.core.to_tensors` drop such
+  files altogether. (With a multi-process ``DataLoader`` each worker keeps its own ``.skipped``.)
+
+For training at speed, :meth:`load_into_memory` decodes everything once with several threads
+into a ``uint8`` :class:`~isomax.data.core.TensorImageDataset`.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from .core import FIT_MODES, ImageDataset, TensorImageDataset, default_num_workers, fit_image
+from .errors import CorruptImageError
+
+__all__ = [
+    "IMAGE_EXTENSIONS",
+    "ImageFilesDataset",
+    "ImageFolderDataset",
+    "decode_image",
+    "find_images",
+]
+
+logger = logging.getLogger(__name__)
+
+IMAGE_EXTENSIONS = (
+    ".jpg",
+    ".jpeg",
+    ".png",
+    ".bmp",
+    ".gif",
+    ".tif",
+    ".tiff",
+    ".webp",
+    ".ppm",
+    ".pgm",
+    ".pbm",
+)
+ON_ERROR = ("raise", "skip")
+
+
+def _pil() -> Any:
+    try:
+        from PIL import Image
+    except ImportError as exc:  # pragma: no cover - depends on the environment
+        raise ImportError(
+            "reading image files needs Pillow; install it with: pip install 'isomax[full]'"
+        ) from exc
+    return Image
+
+
+def decode_image(path: str | os.PathLike[str], channels: int = 3) -> Tensor:
+    """Decode an image file to a ``uint8`` tensor ``[channels, H, W]`` (RGB or greyscale).
+
+    Raises :class:`CorruptImageError` naming the file when it cannot be decoded.
+    """
+    if channels not in (1, 3):
+        raise ValueError(f"channels must be 1 or 3, got {channels}")
+    image_mod = _pil()
+    try:
+        with image_mod.open(path) as im:
+            im = im.convert("RGB" if channels == 3 else "L")
+            arr = np.array(im, dtype=np.uint8, copy=True)
+    except (OSError, ValueError, SyntaxError, EOFError, image_mod.DecompressionBombError) as exc:
+        raise CorruptImageError(f"cannot decode image file {path}: {exc}") from exc
+    if arr.ndim == 2:
+        arr = arr[:, :, None]
+    return torch.from_numpy(arr).permute(2, 0, 1).contiguous()
+
+
+def find_images(root: str | os.PathLike[str], recursive: bool = True) -> list[Path]:
+    """Image files under ``root``, sorted by relative path; hidden files/folders are ignored."""
+    root = Path(root)
+    if not root.is_dir():
+        raise FileNotFoundError(f"image folder {root} does not exist or is not a folder")
+    found: list[Path] = []
+    seen: set[str] = set()
+    for dirpath, dirnames, filenames in os.walk(root, followlinks=True):
+        real = os.path.realpath(dirpath)
+        if real in seen:  # a symlink cycle, or the same folder linked twice
+            dirnames[:] = []
+            continue
+        seen.add(real)
+        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
+        if not recursive:
+            dirnames[:] = []
+        for f in filenames:
+            if not f.startswith(".") and f.lower().endswith(IMAGE_EXTENSIONS):
+                found.append(Path(dirpath) / f)
+    found.sort(key=lambda p: p.relative_to(root).as_posix())
+    return found
+
+
+def _size_tuple(image_size: int | Sequence[int]) -> tuple[int, int]:
+    if isinstance(image_size, int):
+        size = (image_size, image_size)
+    else:
+        size = tuple(int(s) for s in image_size)  # type: ignore[assignment]
+    if len(size) != 2 or min(size) <= 0:
+        raise ValueError(f"image_size must be a positive int or (height, width), got {image_size}")
+    return size  # type: ignore[return-value]
+
+
+class _FileImageDataset(ImageDataset):
+    """Shared machinery: lazy decoding, fitting, error policy, in-memory loading."""
+
+    def __init__(
+        self,
+        files: Sequence[Path],
+        labels: Sequence[int],
+        image_size: int | Sequence[int],
+        channels: int,
+        mode: str,
+        mean: Sequence[float] | None,
+        std: Sequence[float] | None,
+        on_error: str,
+        transform: Callable[[Tensor], Tensor] | None,
+        class_names: Sequence[str] | None,
+    ) -> None:
+        if on_error not in ON_ERROR:
+            raise ValueError(f"on_error must be one of {ON_ERROR}, got {on_error!r}")
+        if mode not in FIT_MODES:
+            raise ValueError(f"mode must be one of {FIT_MODES}, got {mode!r}")
+        if channels not in (1, 3):
+            raise ValueError(f"channels must be 1 or 3, got {channels}")
+        size = _size_tuple(image_size)
+        super().__init__((channels, *size), mean, std, transform)
+        self.files = [Path(f) for f in files]
+        self.labels = [int(y) for y in labels]
+        self.mode = mode
+        self.on_error = on_error
+        self.class_names = tuple(class_names) if class_names is not None else None
+        self.skipped: list[str] = []
+        self._bad: set[int] = set()
+        self._lock = threading.Lock()
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = self.__dict__.copy()
+        del state["_lock"]
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self._lock = threading.Lock()
+
+    @property
+    def targets(self) -> Tensor:
+        """Labels as an int64 tensor (no decoding needed)."""
+        return torch.tensor(self.labels, dtype=torch.int64)
+
+    def __len__(self) -> int:
+        return len(self.files)
+
+    def _decode(self, index: int) -> Tensor:
+        x = decode_image(self.files[index], self.shape[0])
+        return fit_image(x, self.shape[1:], self.shape[0], self.mode)
+
+    def _mark_bad(self, index: int, exc: CorruptImageError) -> None:
+        with self._lock:
+            if index in self._bad:
+                return
+            self._bad.add(index)
+            self.skipped.append(str(self.files[index]))
+        logger.warning("skipping undecodable image (%s)", exc)
+
+    def _try(self, index: int) -> Tensor | None:
+        if index in self._bad:
+            return None
+        try:
+            return self._decode(index)
+        except CorruptImageError as exc:
+            if self.on_error == "raise":
+                raise
+            self._mark_bad(index, exc)
+            return None
+
+    def get_raw(self, index: int) -> tuple[Tensor, int]:
+        n = len(self)
+        for step in range(n):
+            j = (index + step) % n
+            x = self._try(j)
+            if x is not None:
+                return x, self.labels[j]
+        raise CorruptImageError(f"none of the {n} image files under this dataset can be decoded")
+
+    def raw_batch(self, indices: Sequence[int]) -> tuple[Tensor, Tensor]:
+        xs, ys = [], []
+        for i in indices:
+            x = self._try(int(i))
+            if x is not None:
+                xs.append(x)
+                ys.append(self.labels[int(i)])
+        if not xs:
+            return self._empty_batch()
+        return torch.stack(xs), torch.tensor(ys, dtype=torch.int64)
+
+    def load_into_memory(self, num_workers: int | None = None) -> TensorImageDataset:
+        """Decode every file once (``num_workers`` threads) into a ``uint8`` in-memory dataset.
+
+        Keeps ``mean``, ``std``, ``transform`` and ``class_names``. With ``on_error="skip"``
+        undecodable files are left out (and listed in ``.skipped``).
+        """
+        n = len(self)
+        workers = default_num_workers() if num_workers is None else max(1, int(num_workers))
+        out = torch.empty((n, *self.shape), dtype=torch.uint8)
+        ok = torch.zeros(n, dtype=torch.bool)
+
+        def work(chunk: range) -> None:
+            for i in chunk:
+                x = self._try(i)
+                if x is not None:
+                    out[i] = x
+                    ok[i] = True
+
+        step = max(1, min(512, -(-n // (workers * 4)))) if n else 1
+        chunks = [range(i, min(i + step, n)) for i in range(0, n, step)]
+        if workers == 1 or len(chunks) <= 1:
+            for c in chunks:
+                work(c)
+        else:
+            with ThreadPoolExecutor(max_workers=workers) as pool:
+                list(pool.map(work, chunks))
+        y = torch.tensor(self.labels, dtype=torch.int64)
+        if not bool(ok.all()):
+            out, y = out[ok], y[ok]
+            logger.warning("left out %d undecodable image(s)", n - int(ok.sum()))
+        return TensorImageDataset(out, y, self.mean, self.std, self.class_names, self.transform)
+
+
+class ImageFolderDataset(_FileImageDataset):
+    """Labelled images in the ImageFolder layout ``root/<class>/**/<image>``.
+
+    Args:
+        root: folder whose subfolders are the classes.
+        image_size: output ``(H, W)`` (an int for square), default 32.
+        channels: 3 (RGB) or 1 (greyscale).
+        mode: how images are brought to ``image_size``: ``"resize"``, ``"crop"`` or ``"pad"``.
+        classes: class folder names in label order; default: all non-hidden subfolders sorted
+            alphabetically. Pass the training split's classes for a test split.
+        mean, std: normalisation statistics (default 0 and 1, i.e. plain [0, 1] scaling).
+        on_error: ``"raise"`` or ``"skip"`` for undecodable files (see the module docs).
+        transform: optional callable on the normalised tensor.
+    """
+
+    def __init__(
+        self,
+        root: str | os.PathLike[str],
+        image_size: int | Sequence[int] = 32,
+        channels: int = 3,
+        mode: str = "resize",
+        classes: Sequence[str] | None = None,
+        mean: Sequence[float] | None = None,
+        std: Sequence[float] | None = None,
+        on_error: str = "raise",
+        transform: Callable[[Tensor], Tensor] | None = None,
+    ) -> None:
+        root = Path(root)
+        if not root.is_dir():
+            raise FileNotFoundError(f"image folder {root} does not exist or is not a folder")
+        if classes is None:
+            classes = sorted(
+                d.name for d in root.iterdir() if d.is_dir() and not d.name.startswith(".")
+            )
+            if not classes:
+                raise ValueError(
+                    f"{root} has no class subfolders; expected the layout root/<class>/<image> "
+                    "(use ImageFilesDataset for unlabelled images)"
+                )
+        files: list[Path] = []
+        labels: list[int] = []
+        for label, cls in enumerate(classes):
+            cdir = root / cls
+            class_files = find_images(cdir) if cdir.is_dir() else []
+            if not class_files:
+                logger.warning("class folder %s has no images", cdir)
+            files.extend(class_files)
+            labels.extend([label] * len(class_files))
+        extra = sorted(
+            d.name
+            for d in root.iterdir()
+            if d.is_dir() and not d.name.startswith(".") and d.name not in set(classes)
+        )
+        if extra:
+            raise ValueError(
+                f"{root} has class folders {extra} that are not among the expected classes "
+                f"{list(classes)}"
+            )
+        if not files:
+            raise ValueError(f"no image files ({', '.join(IMAGE_EXTENSIONS)}) found under {root}")
+        super().__init__(
+            files, labels, image_size, channels, mode, mean, std, on_error, transform, classes
+        )
+        self.root = root
+
+    @property
+    def class_to_idx(self) -> dict[str, int]:
+        """Class name to label."""
+        return {c: i for i, c in enumerate(self.class_names or ())}
+
+
+class ImageFilesDataset(_FileImageDataset):
+    """Every image file under ``root`` (flat or nested), label ``-1`` (for OOD sets).
+
+    Args are as for :class:`ImageFolderDataset`; the order is the sorted relative path.
+    """
+
+    def __init__(
+        self,
+        root: str | os.PathLike[str],
+        image_size: int | Sequence[int] = 32,
+        channels: int = 3,
+        mode: str = "resize",
+        mean: Sequence[float] | None = None,
+        std: Sequence[float] | None = None,
+        on_error: str = "raise",
+        transform: Callable[[Tensor], Tensor] | None = None,
+    ) -> None:
+        files = find_images(root)
+        if not files:
+            raise ValueError(f"no image files ({', '.join(IMAGE_EXTENSIONS)}) found under {root}")
+        super().__init__(
+            files,
+            [-1] * len(files),
+            image_size,
+            channels,
+            mode,
+            mean,
+            std,
+            on_error,
+            transform,
+            None,
+        )
+        self.root = Path(root)
