@@ -28,9 +28,10 @@ from typing import Any
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from torch import Tensor
 
-from .core import ImageDataset, Shape, TensorImageDataset, fit_image
+from .core import ImageDataset, Shape, TensorImageDataset, _check_index, fit_image
 from .registry import (
     DEFAULT_OOD,
     DatasetBundle,
@@ -175,7 +176,8 @@ class NoiseDataset(ImageDataset):
 def _sample_photos() -> tuple[Tensor, ...]:
     images = _sklearn_datasets().load_sample_images().images
     return tuple(
-        torch.from_numpy(np.array(im, dtype=np.uint8, copy=True)).permute(2, 0, 1) for im in images
+        torch.from_numpy(np.array(im, dtype=np.uint8, copy=True)).permute(2, 0, 1).contiguous()
+        for im in images
     )
 
 
@@ -203,11 +205,22 @@ class PhotoPatchDataset(ImageDataset):
         self.min_scale = min_scale
         self.max_scale = max_scale
         self.photos = _sample_photos()
+        self._cache: Tensor | None = None
 
     def __len__(self) -> int:
         return self.num_samples
 
+    def raw_tensors(self) -> tuple[Tensor, Tensor]:
+        """All patches, cut once and kept (a few MB), so repeated evaluations are fast."""
+        if self._cache is None:
+            self._cache = torch.stack([self._cut(i) for i in range(self.num_samples)])
+        return self._cache, torch.full((self.num_samples,), -1, dtype=torch.int64)
+
     def get_raw(self, index: int) -> tuple[Tensor, int]:
+        index = _check_index(index, self.num_samples)
+        return self.raw_tensors()[0][index], -1
+
+    def _cut(self, index: int) -> Tensor:
         rng = _rng(self.seed, index)
         photo = self.photos[int(rng.integers(len(self.photos)))]
         _, ph, pw = photo.shape
@@ -219,7 +232,12 @@ class PhotoPatchDataset(ImageDataset):
         top = int(rng.integers(0, ph - ch + 1))
         left = int(rng.integers(0, pw - cw + 1))
         patch = photo[:, top : top + ch, left : left + cw]
-        return fit_image(patch, (h, w), c, "resize"), -1
+        if ch >= h and cw >= w:
+            # shrinking: an area average is an antialiased resize, and far cheaper than
+            # antialiased interpolation on big patches
+            small = F.adaptive_avg_pool2d(patch.float().unsqueeze(0), (h, w))[0]
+            patch = small.round_().clamp_(0, 255).to(torch.uint8)
+        return fit_image(patch, (h, w), c, "resize")
 
 
 def _count(max_samples: int | None, num_samples: int | None) -> int:
