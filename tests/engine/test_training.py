@@ -167,25 +167,32 @@ def test_torchrun_two_processes_match_one_process(tmp_path):
         capture_output=True,
     )
     two = tmp_path / "two"
-    proc = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "torch.distributed.run",
-            "--nproc_per_node=2",
-            f"--master_port={_free_port()}",
-            "-m",
-            "isomax",
-            *args,
-            "--output-dir",
-            str(two),
-        ],
+    cmd = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--nproc_per_node=2",
+        f"--master_port={_free_port()}",
+        "-m",
+        "isomax",
+        *args,
+        "--output-dir",
+        str(two),
+    ]
+    proc = subprocess.Popen(
+        cmd,
         env=ENV,
-        capture_output=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
         text=True,
-        timeout=240,
+        start_new_session=True,
     )
-    assert proc.returncode == 0, proc.stderr[-3000:]
+    try:
+        _, err = proc.communicate(timeout=240)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)  # the launcher and both workers
+        raise
+    assert proc.returncode == 0, err[-3000:]
     h1 = [json.loads(x) for x in (one / "log.jsonl").read_text().splitlines()]
     h2 = [json.loads(x) for x in (two / "log.jsonl").read_text().splitlines()]
     # Stated tolerance: the same batches and averaged gradients; only the float summation
