@@ -136,6 +136,15 @@ def _write_logs(out: Path, row: dict[str, float]) -> None:
         writer.writerow({k: row[k] for k in _LOG_FIELDS})
 
 
+def _tensorboard(out: Path) -> Any:
+    """A TensorBoard writer under ``out/tensorboard`` when tensorboard is installed, else None."""
+    try:
+        from torch.utils.tensorboard import SummaryWriter
+    except ImportError:
+        return None
+    return SummaryWriter(log_dir=str(out / "tensorboard"))
+
+
 def _truncate_logs(out: Path, epochs_done: int) -> list[dict[str, float]]:
     """On resume, drop log rows written after the checkpoint (an epoch that was cut short)."""
     history: list[dict[str, float]] = []
@@ -315,6 +324,7 @@ def train(
         last_epoch = min(cfg.epochs, start_epoch + max_epochs_this_run)
 
     progress = None
+    board = _tensorboard(out) if info.is_main else None
     for epoch in range(start_epoch, last_epoch):
         step_model.train()
         train_loader.set_epoch(epoch)
@@ -386,6 +396,11 @@ def train(
         done = epoch + 1
         if info.is_main:
             _write_logs(out, row)
+            if board is not None:
+                for key, value in row.items():
+                    if key != "epoch":
+                        board.add_scalar(key, value, done)
+                board.flush()
             if done % cfg.checkpoint_every == 0 or done == last_epoch:
                 meta = {
                     "config": cfg.to_dict(),
@@ -410,6 +425,8 @@ def train(
                 row["val_acc"],
                 row["images_per_s"],
             )
+    if board is not None:
+        board.close()
     dist_utils.cleanup(info)
     return TrainResult(model, cfg, history, ckpt_path if ckpt_path.exists() else None)
 
