@@ -179,6 +179,11 @@ def test_compare_two_losses_two_seeds_resumes_and_matches_metrics(tmp_path, caps
     for fig in ("histograms", "roc", "reliability", "training"):
         assert (out / "figures" / f"{fig}.png").read_bytes()[:4] == b"\x89PNG"
     report = (out / "report.md").read_text()
+    for line in report.splitlines():  # every Markdown table row has as many cells as its header
+        if line.startswith("| method"):
+            width = line.count("|")
+        elif line.startswith("|"):
+            assert line.count("|") == width, line
     assert "figures/roc.png" in report and "FPR@TPR95 (OOD+)" in report
     results = json.loads((out / "results.json").read_text())
     assert len(results["runs"]) == 4

@@ -112,6 +112,9 @@ def _fmt(pair: Sequence[float], seeds: int, scale: float = 100.0, digits: int = 
 
 
 def _table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
+    for row in rows:
+        if len(row) != len(header):
+            raise RuntimeError(f"table row has {len(row)} cells for {len(header)} columns")
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     lines += ["| " + " | ".join(r) + " |" for r in rows]
     return "\n".join(lines)
@@ -138,6 +141,8 @@ def markdown_table(agg: Mapping[str, Any], full: bool = False) -> str:
                 _fmt(agg["id"][loss]["accuracy"], n),
                 _fmt(agg["id"][loss]["ece"], n, digits=2),
             ]
+            if calibrated:
+                row.append(_fmt(agg["id"][loss]["ece_calibrated"], n, digits=2))
             for ood in [*oods, "mean"]:
                 values = agg["ood"][loss][score][ood]
                 row += [_fmt(values[key], n) for key, _ in OOD_COLUMNS]
