@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import logging
 
-from . import scores
+from . import posthoc, scores
 from .compat import (
     DisMaxLossFirstPart,
     DisMaxLossSecondPart,
@@ -52,5 +52,6 @@ __all__ = [
     "get_method",
     "pairwise_distances",
     "param_groups",
+    "posthoc",
     "scores",
 ]

@@ -1,0 +1,733 @@
+"""Post-hoc OOD detectors on the features of a trained classifier.
+
+Every detector works on a model exposing ``features(x) -> (N, D)`` and a ``head`` module with
+``forward(x) = head(features(x))`` (every :class:`isomax.models.Classifier`) and follows one
+convention:
+
+* ``fit(id_loader) -> self`` on in-distribution training or validation data only; the loader
+  yields ``(x, y)`` pairs (or longer tuples, ``y`` second) or bare ``x`` tensors;
+* ``score(x) -> Tensor[N]``: higher = more in-distribution, on the device of ``x``; float32
+  (float64 for Mahalanobis and ViM, and for float64 models);
+* computations are batched on the model's device under ``torch.no_grad()`` with the model in
+  eval mode; the train/eval mode of every submodule is restored afterwards.
+
+Detectors (``get_detector(name, model, **kwargs)``):
+
+=============== ====================================================== ==============
+name            score                                                  fit data
+=============== ====================================================== ==============
+``energy``      T logsumexp(logits / T)                                nothing
+``mahalanobis`` -min_c (f - mu_c)^T Sigma^+ (f - mu_c), tied Sigma     labels
+``knn``         -(k-th smallest distance of f^ to the fit set)         inputs
+``vim``         energy(logits) - alpha ||residual of f - u||           inputs
+``react``       energy(head(min(f, c))), c a percentile of activations inputs
+=============== ====================================================== ==============
+
+References:
+    Liu et al., "Energy-based Out-of-distribution Detection", NeurIPS 2020.
+    Lee et al., "A Simple Unified Framework for Detecting Out-of-Distribution Samples and
+    Adversarial Attacks", NeurIPS 2018.
+    Sun et al., "Out-of-Distribution Detection with Deep Nearest Neighbors", ICML 2022.
+    Wang et al., "ViM: Out-Of-Distribution with Virtual-logit Matching", CVPR 2022.
+    Sun et al., "ReAct: Out-of-distribution Detection With Rectified Activations",
+    NeurIPS 2021.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Iterator, Mapping
+from contextlib import contextmanager
+from types import MappingProxyType
+from typing import Any, ClassVar, TypeVar
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from ._checks import check_float_matrix, check_positive
+
+__all__ = [
+    "DETECTORS",
+    "EnergyDetector",
+    "KNNDetector",
+    "MahalanobisDetector",
+    "PosthocDetector",
+    "ReActDetector",
+    "ViMDetector",
+    "get_detector",
+    "posthoc_names",
+]
+
+_D = TypeVar("_D", bound="PosthocDetector")
+
+
+# ----------------------------------------------------------------------------------------------
+# Helpers
+# ----------------------------------------------------------------------------------------------
+
+
+@contextmanager
+def _inference(model: nn.Module) -> Iterator[None]:
+    """Eval mode and no gradients; restores the train/eval flag of every submodule."""
+    modes = [(m, m.training) for m in model.modules()]
+    model.eval()
+    try:
+        with torch.no_grad():
+            yield
+    finally:
+        for module, training in modes:
+            module.training = training
+
+
+def _model_device(model: nn.Module) -> torch.device:
+    for tensor in (*model.parameters(), *model.buffers()):
+        return tensor.device
+    return torch.device("cpu")
+
+
+def _split_batch(batch: Any) -> tuple[Tensor, Any]:
+    """``(x, y, ...)`` -> (x, y); ``(x,)`` or ``x`` -> (x, None)."""
+    if isinstance(batch, Tensor):
+        return batch, None
+    if isinstance(batch, list | tuple) and batch and isinstance(batch[0], Tensor):
+        return batch[0], (batch[1] if len(batch) > 1 else None)
+    raise TypeError(
+        "id_loader must yield input tensors or (inputs, labels) pairs, "
+        f"got a batch of type {type(batch).__name__}"
+    )
+
+
+def _check_batch_labels(labels: Any, n: int) -> Tensor:
+    if isinstance(labels, Tensor):
+        y = labels
+    else:
+        try:
+            y = torch.as_tensor(labels)
+        except (TypeError, ValueError, RuntimeError):
+            raise TypeError(
+                f"labels must be a tensor of integer class indices, got {type(labels).__name__}"
+            ) from None
+    if y.is_floating_point() or y.is_complex() or y.dtype == torch.bool:
+        raise TypeError(f"labels must hold integer class indices, got dtype {y.dtype}")
+    if y.dim() != 1 or y.shape[0] != n:
+        raise ValueError(f"labels must have shape ({n},) to match the batch, got {tuple(y.shape)}")
+    if n and int(y.min()) < 0:
+        raise ValueError(f"labels must be >= 0, found {int(y.min())}")
+    return y.long()
+
+
+def _percentile(values: Tensor, q: float) -> float:
+    """``np.percentile(values, q)`` (linear interpolation) of a 1-D tensor, in O(n)."""
+    n = values.numel()
+    h = (n - 1) * q / 100.0
+    lo = math.floor(h)
+    hi = min(lo + 1, n - 1)
+    a = float(values.kthvalue(lo + 1).values)
+    b = a if hi == lo else float(values.kthvalue(hi + 1).values)
+    return a + (h - lo) * (b - a)
+
+
+def _energy(logits: Tensor, temperature: float = 1.0) -> Tensor:
+    """T * logsumexp(logits / T) in float32 (float64 for float64 logits)."""
+    check_float_matrix(logits, "logits")
+    dtype = torch.float64 if logits.dtype == torch.float64 else torch.float32
+    return temperature * torch.logsumexp(logits.to(dtype) / temperature, dim=1)
+
+
+def _head_weights(head: nn.Module) -> tuple[Tensor, Tensor]:
+    """(W (C, D), b (C,)) of a linear head; (prototypes, 0) of an isomax distance head."""
+    if isinstance(head, nn.Linear):
+        w = head.weight
+        b = head.bias if head.bias is not None else w.new_zeros(w.shape[0])
+        return w.detach(), b.detach()
+    prototypes = getattr(head, "prototypes", None)
+    if isinstance(prototypes, Tensor) and prototypes.dim() == 2:
+        p = prototypes.detach()
+        return p, p.new_zeros(p.shape[0])
+    raise TypeError(
+        "ViM needs the weight and bias of the last layer: the head must be an nn.Linear or a "
+        f"distance head with a 2-D `prototypes` tensor (isomax.heads), got {type(head).__name__}"
+    )
+
+
+# ----------------------------------------------------------------------------------------------
+# Base class
+# ----------------------------------------------------------------------------------------------
+
+
+class PosthocDetector:
+    """Base class: ``fit(id_loader) -> self`` and ``score(x) -> Tensor[N]`` (higher = ID).
+
+    Subclasses implement ``_start`` (reset the fit state), ``_update(features, labels)`` (one
+    batch, on the model's device), ``_finish(n)`` and ``_score(features)``.
+
+    Args:
+        model: an ``nn.Module`` with a ``features(x) -> (N, D)`` method and a ``head`` module.
+    """
+
+    #: registry name
+    name: ClassVar[str] = ""
+    #: whether ``fit`` needs (x, y) batches
+    requires_labels: ClassVar[bool] = False
+
+    def __init__(self, model: nn.Module) -> None:
+        if not isinstance(model, nn.Module):
+            raise TypeError(f"model must be an nn.Module, got {type(model).__name__}")
+        if not callable(getattr(model, "features", None)):
+            raise TypeError(
+                f"model must have a features(x) -> (N, D) method, {type(model).__name__} "
+                "has none (every isomax.models.Classifier has one)"
+            )
+        if not isinstance(getattr(model, "head", None), nn.Module):
+            raise TypeError(
+                f"model must have a `head` module mapping features to logits, "
+                f"{type(model).__name__} has none"
+            )
+        self.model = model
+        self.num_features: int | None = None
+        self._fitted = False
+
+    # -- public API ---------------------------------------------------------------------------
+
+    @property
+    def is_fitted(self) -> bool:
+        """Whether :meth:`fit` has run (always True for detectors that need no fit)."""
+        return self._fitted
+
+    def fit(self: _D, id_loader: Iterable[Any]) -> _D:
+        """Fit on in-distribution data (training or validation split, never the test split).
+
+        Args:
+            id_loader: an iterable of ``(x, y)`` batches (``y`` integer class indices) or of
+                bare ``x`` tensors (for detectors that need no labels).
+
+        Returns:
+            The detector itself.
+
+        Raises:
+            ValueError: the loader yields no sample, labels are missing where needed, or the
+                detector's settings do not fit the data (e.g. KNN's ``k`` > the fit set).
+        """
+        if isinstance(id_loader, Tensor):
+            raise TypeError(
+                "id_loader must be an iterable of batches, got a single tensor: wrap it as "
+                "[x] or [(x, y)], or use a DataLoader"
+            )
+        self._fitted = False
+        self.num_features = None
+        n = 0
+        with _inference(self.model):
+            device = _model_device(self.model)
+            self._start()
+            for batch in id_loader:
+                x, y = _split_batch(batch)
+                labels: Tensor | None = None
+                if self.requires_labels:
+                    if y is None:
+                        raise ValueError(
+                            f"{type(self).__name__} needs class labels: id_loader must yield "
+                            "(inputs, labels) pairs, got a batch of inputs only"
+                        )
+                    labels = _check_batch_labels(y, x.shape[0])
+                f = self._features(x.to(device))
+                if f.shape[0] == 0:
+                    continue
+                self._update(f, None if labels is None else labels.to(f.device))
+                n += f.shape[0]
+            if n == 0:
+                raise ValueError(
+                    f"id_loader yielded no samples: {type(self).__name__} needs "
+                    "in-distribution data to fit on"
+                )
+            self._finish(n)
+        self._fitted = True
+        return self
+
+    def score(self, x: Tensor) -> Tensor:
+        """Scores of a batch, shape (N,), higher = more in-distribution, on ``x``'s device."""
+        if not isinstance(x, Tensor):
+            raise TypeError(f"x must be a torch.Tensor, got {type(x).__name__}")
+        if not self.is_fitted:
+            raise RuntimeError(
+                f"{type(self).__name__} is not fitted: call fit(id_loader) before score(x)"
+            )
+        with _inference(self.model):
+            f = self._features(x.to(_model_device(self.model)))
+            out = self._score(f)
+        return out.to(x.device)
+
+    def score_loader(self, loader: Iterable[Any]) -> Tensor:
+        """Scores of every input of ``loader`` (``x`` or ``(x, y, ...)`` batches), on the CPU."""
+        parts = [self.score(_split_batch(batch)[0]).cpu() for batch in loader]
+        if not parts:
+            raise ValueError("loader yielded no batches to score")
+        return torch.cat(parts)
+
+    def __repr__(self) -> str:
+        state = "fitted" if self.is_fitted else "not fitted"
+        return f"{type(self).__name__}({self._extra_repr()}; {state})"
+
+    # -- internals ----------------------------------------------------------------------------
+
+    def _extra_repr(self) -> str:
+        return ""
+
+    def _features(self, x: Tensor) -> Tensor:
+        f = check_float_matrix(self.model.features(x), "model.features(x)")
+        if self.num_features is None:
+            self.num_features = int(f.shape[1])
+        elif f.shape[1] != self.num_features:
+            raise ValueError(
+                f"model.features(x) has {f.shape[1]} columns, but the detector was fitted on "
+                f"{self.num_features}-dimensional features"
+            )
+        return f
+
+    def _logits(self, f: Tensor) -> Tensor:
+        return check_float_matrix(self.model.head(f), "model.head(features)")
+
+    def _start(self) -> None:
+        """Reset the fit state."""
+
+    def _update(self, f: Tensor, y: Tensor | None) -> None:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def _finish(self, n: int) -> None:
+        """Turn the accumulated state into the fitted statistics."""
+
+    def _score(self, f: Tensor) -> Tensor:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+
+# ----------------------------------------------------------------------------------------------
+# Detectors
+# ----------------------------------------------------------------------------------------------
+
+
+class EnergyDetector(PosthocDetector):
+    """Energy score T * logsumexp(logits / T) (Liu et al., NeurIPS 2020).
+
+    ``logits = model.head(model.features(x))``. Needs no fit: :meth:`fit` returns the detector
+    without reading the loader, and :meth:`score` works before it.
+
+    Args:
+        model: the classifier.
+        temperature: T > 0 (1 in the paper).
+    """
+
+    name = "energy"
+
+    def __init__(self, model: nn.Module, temperature: float = 1.0) -> None:
+        super().__init__(model)
+        self.temperature = check_positive(temperature, "temperature")
+        self._fitted = True
+
+    def fit(self: _D, id_loader: Iterable[Any]) -> _D:
+        """No-op (the energy score has no statistics); returns the detector."""
+        return self
+
+    def _extra_repr(self) -> str:
+        return f"temperature={self.temperature:g}"
+
+    def _score(self, f: Tensor) -> Tensor:
+        return _energy(self._logits(f), self.temperature)
+
+
+class MahalanobisDetector(PosthocDetector):
+    """Minimum Mahalanobis distance to the class means with a tied covariance (Lee et al. 2018).
+
+    Fit: class means mu_c and the shared covariance Sigma = (1/N) sum_i (f_i - mu_{y_i})
+    (f_i - mu_{y_i})^T of the features of labelled ID data, accumulated in float64 in one pass
+    (memory O(D^2 + C D)). Score: -min_c (f - mu_c)^T Sigma^+ (f - mu_c), on the final features
+    only and without input preprocessing. Classes absent from the fit data are ignored.
+
+    Sigma^+ is the symmetric pseudo-inverse (eigendecomposition in float64, eigenvalues below
+    ``D * eps * max eigenvalue`` dropped), which handles the exactly singular covariance of dead
+    ReLU units. ``ridge > 0`` adds ``ridge * trace(Sigma) / D`` to the diagonal first.
+
+    Args:
+        model: the classifier.
+        ridge: relative diagonal loading, >= 0 (0 = Lee et al.'s plain pseudo-inverse).
+    """
+
+    name = "mahalanobis"
+    requires_labels = True
+
+    def __init__(self, model: nn.Module, ridge: float = 0.0) -> None:
+        super().__init__(model)
+        ridge_value = float(ridge)
+        if not math.isfinite(ridge_value) or ridge_value < 0:
+            raise ValueError(f"ridge must be a finite number >= 0, got {ridge!r}")
+        self.ridge = ridge_value
+        self.means: Tensor | None = None  #: (C', D) float64 means of the classes seen
+        self.classes: Tensor | None = None  #: (C',) labels of those classes
+        self.precision: Tensor | None = None  #: (D, D) float64 Sigma^+
+
+    def _extra_repr(self) -> str:
+        return f"ridge={self.ridge:g}"
+
+    def _start(self) -> None:
+        self._shift: Tensor | None = None
+        self._counts: Tensor | None = None
+        self._sums: Tensor | None = None
+        self._gram: Tensor | None = None
+
+    def _update(self, f: Tensor, y: Tensor | None) -> None:
+        assert y is not None
+        g = f.to(torch.float64)
+        if self._shift is None:
+            # Accumulating around a shift (the first batch's mean) avoids cancellation in
+            # sum f f^T - N mu mu^T when the features are far from the origin.
+            self._shift = g.mean(dim=0)
+            d = g.shape[1]
+            self._gram = g.new_zeros(d, d)
+            self._counts = g.new_zeros(0)
+            self._sums = g.new_zeros(0, d)
+        assert self._counts is not None and self._sums is not None and self._gram is not None
+        g = g - self._shift
+        needed = int(y.max()) + 1
+        if needed > self._counts.shape[0]:
+            extra = needed - self._counts.shape[0]
+            self._counts = torch.cat([self._counts, self._counts.new_zeros(extra)])
+            self._sums = torch.cat([self._sums, self._sums.new_zeros(extra, g.shape[1])])
+        self._counts.index_add_(0, y, torch.ones_like(y, dtype=torch.float64))
+        self._sums.index_add_(0, y, g)
+        self._gram.addmm_(g.t(), g)
+
+    def _finish(self, n: int) -> None:
+        assert self._counts is not None and self._sums is not None and self._gram is not None
+        assert self._shift is not None
+        seen = self._counts > 0
+        counts = self._counts[seen]
+        means = self._sums[seen] / counts.unsqueeze(1)
+        cov = (self._gram - (means.t() * counts) @ means) / n
+        cov = (cov + cov.t()) / 2
+        if self.ridge > 0:
+            cov.diagonal().add_(self.ridge * cov.diagonal().mean())
+        self.precision = torch.linalg.pinv(cov, hermitian=True)
+        self.means = means + self._shift
+        self.classes = torch.nonzero(seen).flatten()
+        self._start()
+
+    def squared_distances(self, f: Tensor) -> Tensor:
+        """Squared Mahalanobis distances (N, C') of features to the class means (float64)."""
+        assert self.means is not None and self.precision is not None
+        means = self.means.to(f.device)
+        precision = self.precision.to(f.device)
+        centre = means.mean(dim=0)
+        g = f.to(torch.float64) - centre
+        m = means - centre
+        gp = g @ precision
+        mp = m @ precision
+        d2 = (gp * g).sum(1, keepdim=True) - 2 * gp @ m.t() + (mp * m).sum(1)
+        return d2.clamp_min(0)
+
+    def _score(self, f: Tensor) -> Tensor:
+        return -self.squared_distances(f).amin(dim=1)
+
+
+class KNNDetector(PosthocDetector):
+    """Deep nearest neighbours: -(distance to the k-th nearest ID feature) (Sun et al. 2022).
+
+    Features are L2-normalised; the fit set's normalised features are kept on the model's device
+    (N_fit x D floats). The pure-torch search is exact: queries are processed in chunks of
+    ``query_chunk_size`` rows against chunks of ``bank_chunk_size`` fit rows, keeping a running
+    top-k of cosine similarities, so the largest temporary is ``query_chunk_size x
+    (bank_chunk_size + k)`` values (1024 x (8192 + k) float32 by default, about 32 MiB);
+    distance = sqrt(2 - 2 cos). ``backend="faiss"`` uses an exact ``faiss.IndexFlatL2`` on the
+    CPU instead (needs ``faiss`` installed; that path is not covered by this project's tests).
+
+    Args:
+        model: the classifier.
+        k: the neighbour rank (50 in the paper for CIFAR-10); must not exceed the fit set size.
+        backend: ``"torch"`` or ``"faiss"``.
+        query_chunk_size: query rows per block.
+        bank_chunk_size: fit rows per block.
+    """
+
+    name = "knn"
+
+    def __init__(
+        self,
+        model: nn.Module,
+        k: int = 50,
+        backend: str = "torch",
+        query_chunk_size: int = 1024,
+        bank_chunk_size: int = 8192,
+    ) -> None:
+        super().__init__(model)
+        for arg, value in (
+            ("k", k),
+            ("query_chunk_size", query_chunk_size),
+            ("bank_chunk_size", bank_chunk_size),
+        ):
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"{arg} must be a positive integer, got {value!r}")
+        if backend not in ("torch", "faiss"):
+            raise ValueError(f"backend must be 'torch' or 'faiss', got {backend!r}")
+        if backend == "faiss":
+            try:
+                import faiss  # noqa: F401
+            except ImportError:
+                raise ImportError(
+                    "backend='faiss' needs the faiss package (pip install faiss-cpu); "
+                    "backend='torch' needs nothing extra"
+                ) from None
+        self.k = k
+        self.backend = backend
+        self.query_chunk_size = query_chunk_size
+        self.bank_chunk_size = bank_chunk_size
+        self.bank: Tensor | None = None  #: (N_fit, D) L2-normalised fit features
+        self._index: Any = None
+
+    def _extra_repr(self) -> str:
+        return f"k={self.k}, backend={self.backend!r}"
+
+    def _start(self) -> None:
+        self._parts: list[Tensor] = []
+        self.bank = None
+        self._index = None
+
+    def _update(self, f: Tensor, y: Tensor | None) -> None:
+        self._parts.append(F.normalize(self._float(f), dim=1))
+
+    def _finish(self, n: int) -> None:
+        if self.k > n:
+            raise ValueError(f"k={self.k} exceeds the number of fit samples ({n}); use k <= {n}")
+        self.bank = torch.cat(self._parts)
+        self._parts = []
+        if self.backend == "faiss":
+            import faiss
+
+            bank = self.bank.detach().cpu().float().contiguous().numpy()
+            self._index = faiss.IndexFlatL2(bank.shape[1])
+            self._index.add(bank)
+
+    @staticmethod
+    def _float(f: Tensor) -> Tensor:
+        return f if f.dtype == torch.float64 else f.float()
+
+    def kth_distance(self, f: Tensor) -> Tensor:
+        """Distance of each normalised feature to its k-th nearest normalised fit feature."""
+        assert self.bank is not None
+        q = F.normalize(self._float(f), dim=1)
+        if self.backend == "faiss":
+            squared, _ = self._index.search(q.detach().cpu().float().contiguous().numpy(), self.k)
+            kth = torch.from_numpy(squared[:, self.k - 1]).to(q.device, q.dtype)
+            return kth.clamp_min(0).sqrt()
+        bank = self.bank.to(q.device, q.dtype)
+        out = []
+        for qs in q.split(self.query_chunk_size):
+            best: Tensor | None = None
+            for bs in bank.split(self.bank_chunk_size):
+                sims = qs @ bs.t()
+                if best is not None:
+                    sims = torch.cat([best, sims], dim=1)
+                best = sims.topk(min(self.k, sims.shape[1]), dim=1).values
+            assert best is not None
+            out.append(best[:, self.k - 1])
+        cos = torch.cat(out) if out else q.new_zeros(0)
+        return (2 - 2 * cos).clamp_min(0).sqrt()
+
+    def _score(self, f: Tensor) -> Tensor:
+        return -self.kth_distance(f)
+
+
+class ViMDetector(PosthocDetector):
+    """Virtual-logit Matching (Wang et al., CVPR 2022).
+
+    With the last layer's W (C, D) and b (C,), the origin is u = -pinv(W) b. Fit: the principal
+    subspace of dimension ``dim`` of the uncentred covariance of (f - u) over the fit data
+    (float64 eigendecomposition); the residual of a feature is its component outside it, and
+    alpha = |mean max logit| / mean ||residual|| over the fit data. Score:
+    logsumexp(logits) - alpha ||residual(f - u)||.
+
+    Distance heads (:mod:`isomax.heads`) have no W and b: their prototypes stand in for W with
+    zero bias, hence u = 0, and the residual is taken of the raw features (not of the
+    normalised ones the IsoMax+/DisMax heads use internally). Their logits are negative
+    distances, so the paper's alpha = mean max logit / mean residual would be negative and would
+    reward the residual; the magnitude |mean max logit| (the mean scaled minimum distance) keeps
+    alpha > 0 and equals the paper's formula whenever the mean max logit is positive, as for a
+    trained linear head. Any other head raises TypeError at fit.
+
+    The fit features are kept on the CPU (N_fit x D) for the second pass that computes alpha.
+
+    Args:
+        model: the classifier.
+        dim: dimension of the principal subspace, 1 <= dim < D; default (the rule of the
+            authors' code): 1000 if D >= 2048, 512 if D >= 768, else D // 2.
+    """
+
+    name = "vim"
+
+    def __init__(self, model: nn.Module, dim: int | None = None) -> None:
+        super().__init__(model)
+        if dim is not None and (isinstance(dim, bool) or not isinstance(dim, int) or dim < 1):
+            raise ValueError(f"dim must be None or a positive integer, got {dim!r}")
+        self.dim = dim
+        self.origin: Tensor | None = None  #: u = -pinv(W) b, (D,) float64
+        self.residual_basis: Tensor | None = None  #: (D, D - dim) float64
+        self.alpha: float | None = None
+        self.principal_dim: int | None = None  #: the dim used by the last fit
+
+    @staticmethod
+    def default_dim(num_features: int) -> int:
+        """The authors' rule: 1000 if D >= 2048, 512 if D >= 768, else D // 2."""
+        if num_features >= 2048:
+            return 1000
+        if num_features >= 768:
+            return 512
+        return num_features // 2
+
+    def _extra_repr(self) -> str:
+        return f"dim={self.dim}"
+
+    def _start(self) -> None:
+        w, b = _head_weights(self.model.head)
+        self._u = -(torch.linalg.pinv(w.to(torch.float64)) @ b.to(torch.float64))
+        self._gram: Tensor | None = None
+        self._max_logit_sum = 0.0
+        self._parts: list[Tensor] = []
+        self.origin = self.residual_basis = self.alpha = None
+
+    def _update(self, f: Tensor, y: Tensor | None) -> None:
+        if f.shape[1] != self._u.shape[0]:
+            raise ValueError(
+                f"model.features(x) has {f.shape[1]} columns but the head's weight has "
+                f"{self._u.shape[0]}"
+            )
+        g = f.to(torch.float64) - self._u.to(f.device)
+        if self._gram is None:
+            self._gram = g.new_zeros(g.shape[1], g.shape[1])
+        self._gram.addmm_(g.t(), g)
+        self._max_logit_sum += float(self._logits(f).to(torch.float64).amax(dim=1).sum())
+        self._parts.append(f.detach().cpu())
+
+    def _finish(self, n: int) -> None:
+        assert self._gram is not None
+        d = self._gram.shape[0]
+        dim = self.default_dim(d) if self.dim is None else self.dim
+        if not 1 <= dim < d:
+            raise ValueError(
+                f"dim must satisfy 1 <= dim < D = {d} (the feature size), got {dim}"
+                + (" from the default rule: ViM needs D >= 2" if self.dim is None else "")
+            )
+        _, vectors = torch.linalg.eigh(self._gram / n)  # ascending eigenvalues
+        basis = vectors[:, : d - dim].contiguous()
+        u = self._u.to(basis.device)
+        device = basis.device
+        total = norms = 0.0
+        for part in self._parts:
+            for chunk in part.split(8192):
+                g = chunk.to(device, torch.float64) - u
+                total += float(torch.linalg.vector_norm(g @ basis, dim=1).sum())
+                norms += float(torch.linalg.vector_norm(g, dim=1).sum())
+        mean_residual = total / n
+        # Below 1e-9 of the mean norm the residual is float64 round-off: the fit features lie in
+        # the principal subspace and alpha would be meaningless.
+        if not mean_residual > 1e-9 * norms / n:
+            raise ValueError(
+                f"the residual norms of the fit features are all zero: the features span at most "
+                f"{dim} dimensions, so dim={dim} leaves nothing outside the principal subspace; "
+                "use a smaller dim or more fit data"
+            )
+        self.alpha = abs(self._max_logit_sum / n) / mean_residual
+        self.origin = u
+        self.residual_basis = basis
+        self.principal_dim = dim
+        self._parts = []
+        self._gram = None
+
+    def residual_norm(self, f: Tensor) -> Tensor:
+        """||(f - u) projected outside the principal subspace||, (N,) float64."""
+        assert self.origin is not None and self.residual_basis is not None
+        g = f.to(torch.float64) - self.origin.to(f.device)
+        return torch.linalg.vector_norm(g @ self.residual_basis.to(f.device), dim=1)
+
+    def _score(self, f: Tensor) -> Tensor:
+        assert self.alpha is not None
+        logits = self._logits(f).to(torch.float64)
+        return _energy(logits) - self.alpha * self.residual_norm(f)
+
+
+class ReActDetector(PosthocDetector):
+    """ReAct: energy of the head applied to clipped features (Sun et al., NeurIPS 2021).
+
+    Fit: the threshold c is the ``percentile``-th percentile of all entries of the fit features
+    (linear interpolation, as ``numpy.percentile``); the fit features are kept on the CPU until
+    then. Score: logsumexp(head(min(f, c))), using the model's own head, linear or distance.
+
+    Args:
+        model: the classifier.
+        percentile: p in (0, 100]; 90 in the paper.
+    """
+
+    name = "react"
+
+    def __init__(self, model: nn.Module, percentile: float = 90.0) -> None:
+        super().__init__(model)
+        try:
+            p = float(percentile)
+        except (TypeError, ValueError):
+            raise TypeError(f"percentile must be a number, got {percentile!r}") from None
+        if not 0 < p <= 100:
+            raise ValueError(f"percentile must lie in (0, 100], got {percentile!r}")
+        self.percentile = p
+        self.threshold: float | None = None
+
+    def _extra_repr(self) -> str:
+        return f"percentile={self.percentile:g}"
+
+    def _start(self) -> None:
+        self._parts: list[Tensor] = []
+        self.threshold = None
+
+    def _update(self, f: Tensor, y: Tensor | None) -> None:
+        dtype = torch.float64 if f.dtype == torch.float64 else torch.float32
+        self._parts.append(f.detach().to(dtype).cpu().flatten())
+
+    def _finish(self, n: int) -> None:
+        values = torch.cat(self._parts)
+        self._parts = []
+        self.threshold = _percentile(values, self.percentile)
+
+    def _score(self, f: Tensor) -> Tensor:
+        assert self.threshold is not None
+        return _energy(self._logits(f.clamp(max=self.threshold)))
+
+
+# ----------------------------------------------------------------------------------------------
+# Registry
+# ----------------------------------------------------------------------------------------------
+
+DETECTORS: Mapping[str, type[PosthocDetector]] = MappingProxyType(
+    {
+        cls.name: cls
+        for cls in (
+            EnergyDetector,
+            MahalanobisDetector,
+            KNNDetector,
+            ViMDetector,
+            ReActDetector,
+        )
+    }
+)
+
+
+def posthoc_names() -> list[str]:
+    """Names accepted by :func:`get_detector`."""
+    return list(DETECTORS)
+
+
+def get_detector(name: str, model: nn.Module, **kwargs: Any) -> PosthocDetector:
+    """Build the post-hoc detector called ``name`` (case-insensitive) for ``model``.
+
+    Keyword arguments go to its constructor, e.g. ``get_detector("knn", model, k=10)``.
+    """
+    key = name.lower() if isinstance(name, str) else None
+    if key is None or key not in DETECTORS:
+        raise ValueError(
+            f"unknown post-hoc detector {name!r}; valid names: {', '.join(posthoc_names())}"
+        )
+    return DETECTORS[key](model, **kwargs)
