@@ -317,8 +317,9 @@ def _run_compare(
     dataset: str,
     model: str,
     losses: Sequence[str],
-    seeds: int,
+    seeds: Any,
     ood: Sequence[str],
+
     out: Path,
     overrides: dict[str, Any],
 ) -> int:
@@ -356,8 +357,14 @@ def cmd_compare(args: argparse.Namespace) -> int:
     overrides = _overrides(args)
     dataset = overrides.pop("dataset", None) or "digits"
     model = overrides.pop("model", None) or "digits_cnn"
+    seeds: Any = args.seeds
+    if args.seed_list:
+        try:
+            seeds = [int(v) for v in args.seed_list]
+        except ValueError:
+            raise ValueError(f"--seed-list must hold integers, got {args.seed_list}") from None
     return _run_compare(
-        args, dataset, model, args.losses, args.seeds, args.ood, Path(args.output_dir), overrides
+        args, dataset, model, args.losses, seeds, args.ood, Path(args.output_dir), overrides
     )
 
 
@@ -437,7 +444,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--losses", type=_csv_list, default=["softmax", "isomax", "isomaxplus", "dismax"]
     )
-    p.add_argument("--seeds", type=_positive_int, default=1)
+    p.add_argument("--seeds", type=_positive_int, default=1, help="seeds 0 .. N-1 per loss")
+    p.add_argument(
+        "--seed-list",
+        type=_csv_list,
+        help="explicit seeds instead of --seeds, e.g. 2,3 (runs in the same output "
+        "folder are shared between invocations)",
+    )
     p.add_argument(
         "--ood",
         type=_csv_list,

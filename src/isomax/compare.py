@@ -94,7 +94,7 @@ def compare(
     dataset: str = "digits",
     model: str = "digits_cnn",
     losses: Sequence[str] = ("softmax", "isomax", "isomaxplus", "dismax"),
-    seeds: int = 1,
+    seeds: int | Sequence[int] = 1,
     ood: Sequence[str] = ("gaussian", "uniform", "photos"),
     output_dir: str | os.PathLike[str] = "runs/compare",
     preset: str = "cpu",
@@ -109,7 +109,8 @@ def compare(
     Args:
         dataset, model: registry names (or a folder / archive path for the dataset).
         losses: method names (``softmax``, ``isomax``, ``isomaxplus``, ``dismax``).
-        seeds: number of seeds (0 .. seeds-1) per loss.
+        seeds: number of seeds (0 .. seeds-1) per loss, or an explicit list of seeds (e.g. to
+            spread seeds over several invocations sharing ``output_dir``).
         ood: OOD set names (registry names, ``folder:PATH`` or archive paths).
         output_dir: the report folder; runs go to ``output_dir/runs/<loss>-seed<k>``.
         preset, config_file, overrides: the training configuration (see
@@ -121,8 +122,9 @@ def compare(
     """
     from .data import get_dataset
 
-    if seeds < 1:
-        raise ValueError(f"seeds must be >= 1, got {seeds}")
+    seed_list = list(range(seeds)) if isinstance(seeds, int) else [int(s) for s in seeds]
+    if not seed_list or len(set(seed_list)) != len(seed_list):
+        raise ValueError(f"seeds must be a positive count or distinct seeds, got {seeds!r}")
     methods = [get_method(name).name for name in losses]
     if len(set(methods)) != len(methods):
         raise ValueError(f"losses has repeated entries: {list(losses)}")
@@ -144,7 +146,7 @@ def compare(
     ood_sets = evaluation_datasets(bundle, ood, base.data_root, base.download)
     runs = []
     for loss in methods:
-        for seed in range(seeds):
+        for seed in seed_list:
             run_dir = out / "runs" / f"{loss}-seed{seed}"
             done = run_dir / EVAL_NAME
             if done.exists():
