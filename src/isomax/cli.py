@@ -319,7 +319,6 @@ def _run_compare(
     losses: Sequence[str],
     seeds: Any,
     ood: Sequence[str],
-
     out: Path,
     overrides: dict[str, Any],
 ) -> int:

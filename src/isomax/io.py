@@ -9,6 +9,7 @@ before anything in it is interpreted.
 from __future__ import annotations
 
 import json
+import math
 import os
 import struct
 import tempfile
@@ -26,6 +27,17 @@ _META_KEY = "isomax"
 
 class UnsafeFileError(ValueError):
     """A file that would need unpickling (and could run code) was refused."""
+
+
+def json_safe(x: Any) -> Any:
+    """A copy of ``x`` with NaN and infinities as None (JSON has no such numbers)."""
+    if isinstance(x, float) and not math.isfinite(x):
+        return None
+    if isinstance(x, dict):
+        return {str(k): json_safe(v) for k, v in x.items()}
+    if isinstance(x, list | tuple):
+        return [json_safe(v) for v in x]
+    return x
 
 
 def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> Path:
@@ -58,7 +70,7 @@ def save_file(
 
     header = {"kind": kind, "format_version": FORMAT_VERSION, **meta}
     try:
-        text = json.dumps(header, sort_keys=True, allow_nan=False)
+        text = json.dumps(json_safe(header), sort_keys=True, allow_nan=False)
     except (TypeError, ValueError) as exc:
         raise TypeError(f"metadata of a {kind} must be JSON-serialisable: {exc}") from None
     clean = {k: v.detach().to("cpu").contiguous().clone() for k, v in tensors.items()}

@@ -11,7 +11,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from .io import atomic_write_bytes
+from .io import atomic_write_bytes, json_safe
 from .methods import get_method
 
 __all__ = [
@@ -43,18 +43,8 @@ RunResult = Mapping[str, Any]  # {"loss", "seed", "evaluation": Evaluation.to_di
 
 def write_json(path: str | os.PathLike[str], data: Any) -> Path:
     """Write JSON atomically (NaN written as null)."""
-    text = json.dumps(_clean(data), indent=2, sort_keys=False, allow_nan=False)
+    text = json.dumps(json_safe(data), indent=2, sort_keys=False, allow_nan=False)
     return atomic_write_bytes(path, (text + "\n").encode())
-
-
-def _clean(x: Any) -> Any:
-    if isinstance(x, float) and not math.isfinite(x):
-        return None
-    if isinstance(x, Mapping):
-        return {str(k): _clean(v) for k, v in x.items()}
-    if isinstance(x, list | tuple):
-        return [_clean(v) for v in x]
-    return x
 
 
 def write_csv(path: str | os.PathLike[str], rows: Sequence[Mapping[str, Any]]) -> Path:
