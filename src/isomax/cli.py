@@ -25,7 +25,9 @@ USER_ERRORS: tuple[type[BaseException], ...] = (
     NotADirectoryError,
     IsADirectoryError,
     ImportError,
+    OSError,  # a full disk, a read-only folder: the message names the path
 )
+
 
 
 def _csv_list(text: str) -> list[str]:
