@@ -15,7 +15,7 @@ GPU (about 9 minutes for 4 losses x 2 seeds on one H100)::
 CPU smoke test (a few images per class, one epoch)::
 
     python benchmarks/cifar_quality.py --data .data --subset 20 --epochs 1 --device cpu \
-        --parallel 1 --out /tmp/cifar-smoke
+        --parallel 1 --extra "--max-ood 200" --out /tmp/cifar-smoke
 """
 
 from __future__ import annotations

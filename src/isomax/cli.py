@@ -29,7 +29,6 @@ USER_ERRORS: tuple[type[BaseException], ...] = (
 )
 
 
-
 def _csv_list(text: str) -> list[str]:
     items = [t.strip() for t in text.split(",") if t.strip()]
     if not items:
@@ -203,7 +202,10 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     for s in names:
         score_mod.get(s)
     out = _ensure_writable(Path(args.output_dir or Path(args.checkpoint).parent / "evaluation"))
-    ood = evaluation_datasets(bundle, args.ood, args.data_root or cfg["data_root"])
+    ood = evaluation_datasets(
+        bundle, args.ood, args.data_root or cfg["data_root"], max_samples=args.max_ood
+    )
+
     evaluation = evaluate(
         model,
         bundle.test,
@@ -346,6 +348,7 @@ def _run_compare(
         overrides=overrides,
         figures=not args.no_figures,
         on_run=on_run,
+        max_ood_samples=getattr(args, "max_ood", None),
     )
     print()
     print(markdown_table(result.aggregate))
@@ -458,6 +461,9 @@ def build_parser() -> argparse.ArgumentParser:
         default=["gaussian", "uniform", "photos"],
         help="OOD sets: names, folder:PATH or archives (comma-separated)",
     )
+    p.add_argument(
+        "--max-ood", type=_positive_int, help="evaluate on at most N inputs of each OOD set"
+    )
     p.add_argument("--output-dir", default="runs/compare")
     p.add_argument("--no-figures", action="store_true")
     _add_train_options(p, with_loss=False)
@@ -480,6 +486,9 @@ def build_parser() -> argparse.ArgumentParser:
         help="OOD sets: names, folder:PATH or archives (comma-separated)",
     )
     p.add_argument("--scores", type=_csv_list, help="default: the scores that suit the loss")
+    p.add_argument(
+        "--max-ood", type=_positive_int, help="evaluate on at most N inputs of each OOD set"
+    )
     p.add_argument("--dataset", help="ID dataset (default: the one it was trained on)")
     p.add_argument("--data-root")
     p.add_argument("--temperature", type=float, default=1.0)

@@ -44,12 +44,24 @@ class CompareResult:
 
 
 def evaluation_datasets(
-    bundle: Any, ood: Sequence[str], root: str | None = None, download: bool = False
+    bundle: Any,
+    ood: Sequence[str],
+    root: str | None = None,
+    download: bool = False,
+    max_samples: int | None = None,
 ) -> dict[str, Any]:
-    """The OOD sets named in ``ood``, brought to the ID bundle's shape and normalisation."""
+    """The OOD sets named in ``ood``, brought to the ID bundle's shape and normalisation.
+
+    ``max_samples`` keeps a seeded random subset of each larger set.
+    """
     from .data import get_ood_dataset
 
-    return {name: get_ood_dataset(name, like=bundle, root=root, download=download) for name in ood}
+    return {
+        name: get_ood_dataset(
+            name, like=bundle, root=root, download=download, max_samples=max_samples
+        )
+        for name in ood
+    }
 
 
 def _run_one(
@@ -100,6 +112,7 @@ def compare(
     preset: str = "cpu",
     config_file: str | os.PathLike[str] | None = None,
     overrides: dict[str, Any] | None = None,
+    max_ood_samples: int | None = None,
     save_scores: bool = True,
     figures: bool = True,
     on_run: Callable[[str, int, str], None] | None = None,
@@ -115,7 +128,9 @@ def compare(
         output_dir: the report folder; runs go to ``output_dir/runs/<loss>-seed<k>``.
         preset, config_file, overrides: the training configuration (see
             :func:`isomax.engine.load_config`); ``overrides`` wins.
+        max_ood_samples: evaluate on at most this many inputs of each OOD set (seeded).
         save_scores: keep every run's raw scores (``scores.safetensors``).
+
         figures: draw the PNG figures (needs matplotlib).
         on_run: called as ``on_run(loss, seed, status)`` with status ``"reused"`` or
             ``"trained"``, e.g. to print progress.
@@ -143,7 +158,7 @@ def compare(
     bundle = get_dataset(
         base.dataset, root=base.data_root, split_val=base.val_split, seed=0, download=base.download
     )
-    ood_sets = evaluation_datasets(bundle, ood, base.data_root, base.download)
+    ood_sets = evaluation_datasets(bundle, ood, base.data_root, base.download, max_ood_samples)
     runs = []
     for loss in methods:
         for seed in seed_list:
