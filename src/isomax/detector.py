@@ -77,8 +77,8 @@ class OODDetector:
         if not isinstance(model, nn.Module):
             raise TypeError(f"model must be an nn.Module, got {type(model).__name__}")
         self.model = model
+        self._score_fn = _scores.get(score)
         self.score_name = score.lower()
-        self._score_fn = _scores.get(self.score_name)
         self.temperature = check_positive(temperature, "temperature")
         self.threshold = None if threshold is None else float(threshold)
         self.tpr: float | None = None
@@ -88,7 +88,11 @@ class OODDetector:
         if device is None:
             first = next(model.parameters(), None)
             device = first.device if first is not None else torch.device("cpu")
-        self.device = torch.device(device)
+        if not isinstance(device, torch.device):
+            from .engine.trainer import resolve_device
+
+            device = resolve_device(str(device))
+        self.device = device
         self.model.to(self.device)
 
     @torch.no_grad()
@@ -147,7 +151,8 @@ class OODDetector:
         logits = self.logits(x)
         values = self._score_fn(logits, temperature=self.temperature)
         probs = torch.softmax(logits.float() / self.temperature, dim=1)
-        return Prediction(probs.argmax(dim=1), probs, values, values < self.threshold)
+        # fail safe: an input whose score is NaN is flagged as out-of-distribution
+        return Prediction(probs.argmax(dim=1), probs, values, ~(values >= self.threshold))
 
     def save(self, path: str | os.PathLike[str]) -> Path:
         """Write weights, score, temperature and threshold to one safetensors file."""

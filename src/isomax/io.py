@@ -114,7 +114,11 @@ def load_file(
     raw = (header.get("__metadata__") or {}).get(_META_KEY)
     if raw is None:
         raise ValueError(f"{path} is a safetensors file but not an isomax {kind} (no metadata)")
-    meta = json.loads(raw)
+    try:
+        meta = json.loads(raw)
+    except ValueError:
+        raise ValueError(f"{path}: the isomax metadata is not valid JSON (corrupt file?)") from None
+
     if meta.get("kind") != kind:
         raise ValueError(f"{path} holds an isomax {meta.get('kind')!r}, expected a {kind!r}")
     version = meta.get("format_version")

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import lzma
 import os
 import re
 import shutil
@@ -19,6 +20,7 @@ import stat
 import tarfile
 import tempfile
 import zipfile
+import zlib
 from pathlib import Path
 
 from .errors import UnsafeArchiveError
@@ -199,9 +201,13 @@ def safe_extract(archive: str | os.PathLike[str], target: str | os.PathLike[str]
                 raise
             logger.debug("%s was extracted concurrently; using that copy", target)
             shutil.rmtree(tmp, ignore_errors=True)
+    except (tarfile.TarError, zipfile.BadZipFile, EOFError, zlib.error, lzma.LZMAError) as exc:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise ValueError(f"{archive} is corrupt or truncated: {exc}") from None
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+
     logger.info("extracted %s to %s", archive, target)
     return target
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 __all__ = ["PRESETS", "TrainConfig", "load_config"]
@@ -29,7 +29,6 @@ class TrainConfig:
     milestones: tuple[float, ...] = (0.5, 2 / 3, 5 / 6)  # fractions of the epochs
     gamma: float = 0.1
     warmup_epochs: float = 0.0
-    label_smoothing: float = 0.0
     fpr_alpha: float | None = None  # DisMax Fractional Probability Regularization
     augment: str = "auto"  # auto | crop_flip | none
     amp: str = "none"  # none | bf16 | fp16
@@ -44,7 +43,6 @@ class TrainConfig:
     output_dir: str = "runs/train"
     checkpoint_every: int = 1
     progress: bool = False
-    extra: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)
@@ -73,12 +71,14 @@ class TrainConfig:
         def bad(name: str, expected: str) -> ValueError:
             return ValueError(f"{name} must be {expected}, got {getattr(self, name)!r}")
 
+        for f in dataclasses.fields(self):
+            _check_type(f.name, getattr(self, f.name), f.type)
         if not isinstance(self.epochs, int) or self.epochs < 1:
             raise bad("epochs", "a positive integer")
         if not isinstance(self.batch_size, int) or self.batch_size < 1:
             raise bad("batch_size", "a positive integer")
         if not self.lr > 0:
-            raise bad("lr", "> 0")
+            raise bad("lr", "a number > 0")
         if self.schedule not in ("multistep", "onecycle", "cosine", "constant"):
             raise bad("schedule", "one of multistep, onecycle, cosine, constant")
         if self.amp not in ("none", "bf16", "fp16"):
@@ -91,6 +91,26 @@ class TrainConfig:
             raise bad("val_split", "in [0, 1)")
         if self.fpr_alpha is not None and self.fpr_alpha not in (1.0, 0.5, 0.25):
             raise bad("fpr_alpha", "one of 1, 0.5, 0.25 (or unset)")
+
+
+def _check_type(name: str, value: Any, annotation: Any) -> None:
+    """Check a configuration value against its annotation (as written in TrainConfig)."""
+    text = str(annotation)
+    number = isinstance(value, int | float) and not isinstance(value, bool)
+    if value is None and "None" in text:
+        return
+    ok = {
+        "int": isinstance(value, int) and not isinstance(value, bool),
+        "float": number,
+        "float | None": number,
+        "bool": isinstance(value, bool),
+        "str": isinstance(value, str),
+        "str | None": isinstance(value, str),
+        "tuple[float, ...]": isinstance(value, tuple)
+        and all(isinstance(v, int | float) and not isinstance(v, bool) for v in value),
+    }.get(text, True)
+    if not ok:
+        raise ValueError(f"{name} must be of type {text}, got {value!r}")
 
 
 # The authors' recipe (SPEC section 5) and a fast recipe for GPUs; "cpu" for the embedded data.
@@ -123,7 +143,6 @@ PRESETS: dict[str, dict[str, Any]] = {
         amp="bf16",
         channels_last=True,
         data_on_device="auto",
-        label_smoothing=0.0,
     ),
     "cpu": dict(
         epochs=10,
@@ -159,6 +178,10 @@ def load_config(
                 file_values = tomllib.load(fh)
         except FileNotFoundError:
             raise FileNotFoundError(f"configuration file {path} does not exist") from None
+        except OSError as exc:
+            raise ValueError(
+                f"cannot read configuration file {path}: {exc.strerror}; expected a TOML file"
+            ) from None
         except tomllib.TOMLDecodeError as exc:
             raise ValueError(f"configuration file {path} is not valid TOML: {exc}") from None
         file_values = file_values.get("train", file_values)

@@ -440,6 +440,12 @@ def load_model(
         (the model in eval mode, the checkpoint metadata: config, epoch, history, ...).
     """
     model_state, _, meta, _ = load_checkpoint(path, device)
+    missing = [k for k in ("config", "num_classes", "input_shape") if k not in meta]
+    if missing:
+        raise ValueError(
+            f"{path}: checkpoint metadata lacks {missing} (corrupt, or not written by isomax train)"
+        )
+
     cfg = TrainConfig.from_dict(meta["config"])
     model = build_model(cfg, int(meta["num_classes"]), int(meta["input_shape"][0]))
     try:
