@@ -56,12 +56,29 @@ def evaluation_datasets(
     """
     from .data import get_ood_dataset
 
-    return {
-        name: get_ood_dataset(
+    sets = {
+        _label(name): get_ood_dataset(
             name, like=bundle, root=root, download=download, max_samples=max_samples
         )
         for name in ood
     }
+    if len(sets) != len(ood):
+        raise ValueError(f"ood names two sets with the same label: {list(ood)}")
+    return sets
+
+
+def _label(name: str) -> str:
+    """A short table label for an OOD set: the registry name, or a path's last component."""
+    prefix, path = ("folder:", name[7:]) if name.startswith("folder:") else ("", name)
+    if "/" not in path and "\\" not in path:
+        return name
+    base = Path(path.rstrip("/\\")).name
+    for suffix in (".tar.gz", ".tar.xz", ".tar.bz2", ".tgz", ".tar", ".zip"):
+        if base.lower().endswith(suffix):
+            base = base[: -len(suffix)]
+            break
+    return prefix + base
+
 
 
 def _run_one(
