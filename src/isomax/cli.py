@@ -56,6 +56,12 @@ def _rate(text: str) -> float:
     return value
 
 
+POSTHOC_HELP = (
+    "post-hoc detectors fitted on the ID training split, reported next to the native scores: "
+    "mahalanobis, knn, vim, react (comma-separated)"
+)
+
+
 def _add_train_options(p: argparse.ArgumentParser, with_loss: bool = True) -> None:
     g = p.add_argument_group("training (override the preset and the --config file)")
     g.add_argument("--config", help="TOML file with training settings ([train] table or top level)")
@@ -206,6 +212,9 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         bundle, args.ood, args.data_root or cfg["data_root"], max_samples=args.max_ood
     )
 
+    from .compare import fit_posthoc
+
+    detectors = fit_posthoc(model, args.posthoc or (), bundle.train, args.batch_size)
     evaluation = evaluate(
         model,
         bundle.test,
@@ -215,6 +224,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         device=device,
         batch_size=args.batch_size,
         keep_scores=args.save_scores,
+        detectors=detectors,
     )
     if args.save_scores:
         tensors = {f"{g}/{s}": v for g, per in evaluation.scores.items() for s, v in per.items()}
@@ -224,7 +234,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     write_csv(out / "evaluation.csv", evaluation.rows())
     atomic_write_bytes(out / "evaluation.md", evaluation_markdown(evaluation).encode())
     write_json(out / "evaluation.json", evaluation.to_dict())
-    _print_eval(evaluation, names)
+    _print_eval(evaluation, [*names, *detectors])
     print(
         f"written: {out}/evaluation.json, evaluation.csv, evaluation.md"
         + (", scores.safetensors" if args.save_scores else "")
@@ -248,7 +258,9 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
     score = args.score or get_method(meta["config"]["loss"]).score
     detector = OODDetector(model, score=score, device=device)
     objective = None if args.objective == "none" else args.objective
-    detector.fit(loader, tpr=args.tpr, calibrate=objective)
+    fit_loader = torch.utils.data.DataLoader(bundle.train, batch_size=args.batch_size)
+    detector.fit(loader, tpr=args.tpr, calibrate=objective, posthoc_fit_loader=fit_loader)
+
     detector.metadata = {
         k: meta[k]
         for k in ("config", "num_classes", "input_shape", "mean", "std", "class_names")
@@ -349,6 +361,7 @@ def _run_compare(
         figures=not args.no_figures,
         on_run=on_run,
         max_ood_samples=getattr(args, "max_ood", None),
+        posthoc=getattr(args, "posthoc", None) or (),
     )
     print()
     print(markdown_table(result.aggregate))
@@ -466,6 +479,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--output-dir", default="runs/compare")
     p.add_argument("--no-figures", action="store_true")
+    p.add_argument("--posthoc", type=_csv_list, help=POSTHOC_HELP)
     _add_train_options(p, with_loss=False)
     p.set_defaults(func=cmd_compare)
 
@@ -494,6 +508,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--temperature", type=float, default=1.0)
     p.add_argument("--batch-size", type=_positive_int, default=512)
     p.add_argument("--save-scores", action="store_true", help="also write scores.safetensors")
+    p.add_argument("--posthoc", type=_csv_list, help=POSTHOC_HELP)
+
     p.add_argument("--output-dir", help="default: <checkpoint folder>/evaluation")
     p.add_argument("--device")
     p.set_defaults(func=cmd_evaluate)

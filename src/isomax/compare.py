@@ -80,6 +80,24 @@ def _label(name: str) -> str:
     return prefix + base
 
 
+def check_posthoc_names(names: Sequence[str]) -> None:
+    """Validate post-hoc detector names (``energy`` is already a logit score)."""
+    from .posthoc import posthoc_names
+
+    valid = [n for n in posthoc_names() if n not in _scores.names()]
+    for name in names:
+        if name not in valid:
+            raise ValueError(f"unknown post-hoc detector {name!r}; valid: {', '.join(valid)}")
+
+
+def fit_posthoc(model: Any, names: Sequence[str], fit_data: Any, batch_size: int = 512) -> dict:
+    """Post-hoc detectors fitted on ID data (the training split; never the test split)."""
+    from .posthoc import get_detector
+
+    check_posthoc_names(names)
+    loader = torch.utils.data.DataLoader(fit_data, batch_size=batch_size, shuffle=False)
+    return {name: get_detector(name, model).fit(loader) for name in names}
+
 
 def _run_one(
     cfg: Any,
@@ -88,9 +106,11 @@ def _run_one(
     run_dir: Path,
     device: torch.device,
     save_scores: bool,
+    posthoc: Sequence[str] = (),
 ) -> dict[str, Any]:
     result = train(cfg, resume=True, bundle=bundle)
     model = result.model.to(device)
+    detectors = fit_posthoc(model, posthoc, bundle.train)
     evaluation = evaluate(
         model,
         bundle.test,
@@ -99,6 +119,7 @@ def _run_one(
         device=device,
         keep_scores=True,
         id_val_data=bundle.val if bundle.val is not None and len(bundle.val) else None,
+        detectors=detectors,
     )
     if save_scores:
         tensors = {
@@ -130,6 +151,7 @@ def compare(
     config_file: str | os.PathLike[str] | None = None,
     overrides: dict[str, Any] | None = None,
     max_ood_samples: int | None = None,
+    posthoc: Sequence[str] = (),
     save_scores: bool = True,
     figures: bool = True,
     on_run: Callable[[str, int, str], None] | None = None,
@@ -146,6 +168,9 @@ def compare(
         preset, config_file, overrides: the training configuration (see
             :func:`isomax.engine.load_config`); ``overrides`` wins.
         max_ood_samples: evaluate on at most this many inputs of each OOD set (seeded).
+        posthoc: post-hoc detectors (:mod:`isomax.posthoc` names: ``mahalanobis``, ``knn``,
+            ``vim``, ``react``) fitted on the ID training split of each trained model and
+            reported next to the native scores.
         save_scores: keep every run's raw scores (``scores.safetensors``).
 
         figures: draw the PNG figures (needs matplotlib).
@@ -162,6 +187,7 @@ def compare(
         raise ValueError(f"losses has repeated entries: {list(losses)}")
     if not ood:
         raise ValueError("ood is empty: name at least one OOD set")
+    check_posthoc_names(posthoc)
     out = Path(output_dir)
     out.mkdir(parents=True, exist_ok=True)
     if not os.access(out, os.W_OK):
@@ -183,15 +209,23 @@ def compare(
             done = run_dir / EVAL_NAME
             if done.exists():
                 try:
-                    runs.append(json.loads(done.read_text()))
-                    if on_run:
-                        on_run(loss, seed, "reused")
-                    continue
+                    record = json.loads(done.read_text())
                 except json.JSONDecodeError:
                     log.warning("%s is unreadable; running %s seed %d again", done, loss, seed)
+                else:
+                    ev = record["evaluation"]
+                    if set(ev["ood"]) == set(ood_sets) and set(posthoc) <= set(ev["mean"]):
+                        runs.append(record)
+                        if on_run:
+                            on_run(loss, seed, "reused")
+                        continue
+                    log.info(
+                        "%s seed %d: OOD sets or detectors changed; evaluating again", loss, seed
+                    )
+
             run_dir.mkdir(parents=True, exist_ok=True)
             cfg = base.replace(loss=loss, seed=seed, output_dir=str(run_dir))
-            runs.append(_run_one(cfg, bundle, ood_sets, run_dir, device, save_scores))
+            runs.append(_run_one(cfg, bundle, ood_sets, run_dir, device, save_scores, posthoc))
             if on_run:
                 on_run(loss, seed, "trained")
     agg = aggregate(runs)

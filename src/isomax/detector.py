@@ -20,6 +20,7 @@ __all__ = ["OODDetector", "Prediction"]
 
 log = logging.getLogger(__name__)
 _KIND = "detector"
+_POSTHOC = ("mahalanobis", "knn", "vim", "react")
 
 
 @dataclass(frozen=True)
@@ -53,7 +54,9 @@ class OODDetector:
 
     Args:
         model: a trained classifier returning logits.
-        score: a name from :mod:`isomax.scores` (higher = more in-distribution).
+        score: a name from :mod:`isomax.scores` (higher = more in-distribution), or a post-hoc
+            detector of :mod:`isomax.posthoc` (``mahalanobis``, ``knn``, ``vim``, ``react``),
+            which :meth:`fit` fits on ``posthoc_fit_loader``.
         temperature: T applied to the logits for the probabilities and the score.
         threshold: inputs whose score is below it are flagged OOD; set by :meth:`fit`.
         device: where to run the model; default: where its parameters are.
@@ -77,7 +80,14 @@ class OODDetector:
         if not isinstance(model, nn.Module):
             raise TypeError(f"model must be an nn.Module, got {type(model).__name__}")
         self.model = model
-        self._score_fn = _scores.get(score)
+        self._posthoc: Any = None
+        if isinstance(score, str) and score.lower() in _POSTHOC:
+            from .posthoc import get_detector
+
+            self._posthoc = get_detector(score.lower(), model)
+            self._score_fn = None
+        else:
+            self._score_fn = _scores.get(score)
         self.score_name = score.lower()
         self.temperature = check_positive(temperature, "temperature")
         self.threshold = None if threshold is None else float(threshold)
@@ -101,22 +111,36 @@ class OODDetector:
         self.model.eval()
         return self.model(x.to(self.device))
 
-    def _collect(self, loader: Iterable[Any]) -> tuple[Tensor, Tensor | None]:
-        logits, labels = [], []
+    def _collect(self, loader: Iterable[Any]) -> tuple[Tensor, Tensor | None, Tensor | None]:
+        logits, labels, posthoc = [], [], []
         for batch in loader:
-            logits.append(self.logits(_inputs(batch)).float().cpu())
+            x = _inputs(batch)
+            logits.append(self.logits(x).float().cpu())
+            if self._posthoc is not None:
+                posthoc.append(self._posthoc.score(x.to(self.device)).cpu())
             y = _labels(batch)
             if y is not None:
                 labels.append(y.cpu())
         if not logits:
             raise ValueError("the validation loader is empty: no in-distribution data to fit on")
-        return torch.cat(logits), (torch.cat(labels) if labels else None)
+        return (
+            torch.cat(logits),
+            torch.cat(labels) if labels else None,
+            torch.cat(posthoc) if posthoc else None,
+        )
+
+    def _values(self, logits: Tensor, posthoc: Tensor | None) -> Tensor:
+        if self._score_fn is None:
+            assert posthoc is not None
+            return posthoc
+        return self._score_fn(logits, temperature=self.temperature)
 
     def fit(
         self,
         id_val_loader: Iterable[Any],
         tpr: float = 0.95,
         calibrate: str | None = None,
+        posthoc_fit_loader: Iterable[Any] | None = None,
     ) -> OODDetector:
         """Set the threshold (and optionally the temperature) from ID validation data only.
 
@@ -125,16 +149,28 @@ class OODDetector:
             tpr: share of ID inputs to accept; the threshold is the k-th largest ID score with
                 k = ceil(tpr * n) (so "keep 95%" is the 5th-percentile rule).
             calibrate: ``"nll"`` or ``"ece"`` to fit the temperature first (needs labels).
+            posthoc_fit_loader: ID training data for a post-hoc score (its statistics must not
+                come from the validation data that sets the threshold).
         """
         from .calibration import fit_temperature, threshold_for_tpr
 
-        logits, labels = self._collect(id_val_loader)
+        if self._posthoc is not None:
+            if posthoc_fit_loader is None:
+                if not self._posthoc.is_fitted:
+                    raise ValueError(
+                        f"score {self.score_name!r} is a post-hoc detector: pass "
+                        "posthoc_fit_loader (ID training data, not the validation data that "
+                        "sets the threshold)"
+                    )
+            else:
+                self._posthoc.fit(posthoc_fit_loader)
+        logits, labels, posthoc = self._collect(id_val_loader)
         if calibrate is not None:
             if labels is None:
                 raise ValueError("calibrate needs labelled batches (inputs, labels)")
             self.temperature = fit_temperature(logits, labels, objective=calibrate)
             log.info("fitted temperature %.4g (%s)", self.temperature, calibrate)
-        values = self._score_fn(logits, temperature=self.temperature)
+        values = self._values(logits, posthoc)
         self.threshold = threshold_for_tpr(values, tpr=tpr)
         self.tpr = float(tpr)
         log.info("threshold %.6g keeps %.1f%% of ID validation inputs", self.threshold, 100 * tpr)
@@ -142,14 +178,16 @@ class OODDetector:
 
     def score(self, x: Tensor) -> Tensor:
         """Scores of a batch (higher = more in-distribution)."""
-        return self._score_fn(self.logits(x), temperature=self.temperature)
+        if self._posthoc is not None:
+            return self._posthoc.score(x.to(self.device))
+        return self._values(self.logits(x), None)
 
     def predict(self, x: Tensor) -> Prediction:
         """Classes, probabilities, scores and the OOD mask of a batch."""
         if self.threshold is None:
             raise RuntimeError("the detector has no threshold: call fit() or pass threshold=")
         logits = self.logits(x)
-        values = self._score_fn(logits, temperature=self.temperature)
+        values = self.score(x) if self._posthoc is not None else self._values(logits, None)
         probs = torch.softmax(logits.float() / self.temperature, dim=1)
         # fail safe: an input whose score is NaN is flagged as out-of-distribution
         return Prediction(probs.argmax(dim=1), probs, values, ~(values >= self.threshold))
@@ -164,7 +202,10 @@ class OODDetector:
             "model_class": type(self.model).__name__,
             "metadata": self.metadata,
         }
-        return save_file(path, self.model.state_dict(), meta, _KIND)
+        tensors = dict(self.model.state_dict())
+        if self._posthoc is not None:
+            tensors.update({f"posthoc/{k}": v for k, v in self._posthoc.state_dict().items()})
+        return save_file(path, tensors, meta, _KIND)
 
     @classmethod
     def load(
@@ -195,6 +236,7 @@ class OODDetector:
 
             cfg = TrainConfig.from_dict(extra["config"])
             model = build_model(cfg, int(extra["num_classes"]), int(extra["input_shape"][0]))
+        posthoc = {k[8:]: tensors.pop(k) for k in list(tensors) if k.startswith("posthoc/")}
         try:
             model.load_state_dict(tensors, strict=True)
         except RuntimeError as exc:
@@ -205,4 +247,6 @@ class OODDetector:
         det = cls(model, meta["score"], meta["temperature"], meta["threshold"], device)
         det.tpr = meta.get("tpr")
         det.metadata = extra
+        if det._posthoc is not None:
+            det._posthoc.load_state_dict(posthoc)
         return det

@@ -170,6 +170,8 @@ class PosthocDetector:
     name: ClassVar[str] = ""
     #: whether ``fit`` needs (x, y) batches
     requires_labels: ClassVar[bool] = False
+    #: fitted attributes that :meth:`state_dict` saves (tensors, floats or ints)
+    state_names: ClassVar[tuple[str, ...]] = ()
 
     def __init__(self, model: nn.Module) -> None:
         if not isinstance(model, nn.Module):
@@ -264,6 +266,39 @@ class PosthocDetector:
             raise ValueError("loader yielded no batches to score")
         return torch.cat(parts)
 
+    def state_dict(self) -> dict[str, Tensor]:
+        """The fitted statistics as CPU tensors (numbers as 0-d tensors), e.g. for safetensors."""
+        if not self.is_fitted:
+            raise RuntimeError(f"{type(self).__name__} is not fitted: nothing to save")
+        out = {"num_features": torch.tensor(-1 if self.num_features is None else self.num_features)}
+        for name in self.state_names:
+            value = getattr(self, name)
+            if isinstance(value, Tensor):
+                out[name] = value.detach().cpu()
+            else:  # numbers keep full precision: float64 / int64
+                dtype = torch.float64 if isinstance(value, float) else torch.int64
+                out[name] = torch.tensor(value, dtype=dtype)
+
+        return out
+
+    def load_state_dict(self: _D, state: dict[str, Tensor]) -> _D:
+        """Restore what :meth:`state_dict` saved; the detector is then fitted."""
+        missing = [k for k in ("num_features", *self.state_names) if k not in state]
+        if missing:
+            raise ValueError(f"{type(self).__name__} state lacks {missing}")
+        device = _model_device(self.model)
+        for name in self.state_names:
+            value = state[name]
+            setattr(self, name, value.to(device) if value.dim() > 0 else value.item())
+        n = int(state["num_features"])
+        self.num_features = None if n < 0 else n
+        self._after_load()
+        self._fitted = True
+        return self
+
+    def _after_load(self) -> None:
+        """Rebuild derived state after :meth:`load_state_dict`."""
+
     def __repr__(self) -> str:
         state = "fitted" if self.is_fitted else "not fitted"
         return f"{type(self).__name__}({self._extra_repr()}; {state})"
@@ -353,6 +388,7 @@ class MahalanobisDetector(PosthocDetector):
 
     name = "mahalanobis"
     requires_labels = True
+    state_names = ("means", "classes", "precision")
 
     def __init__(self, model: nn.Module, ridge: float = 0.0) -> None:
         super().__init__(model)
@@ -447,6 +483,7 @@ class KNNDetector(PosthocDetector):
     """
 
     name = "knn"
+    state_names = ("bank",)
 
     def __init__(
         self,
@@ -497,6 +534,9 @@ class KNNDetector(PosthocDetector):
             raise ValueError(f"k={self.k} exceeds the number of fit samples ({n}); use k <= {n}")
         self.bank = torch.cat(self._parts)
         self._parts = []
+        self._after_load()
+
+    def _after_load(self) -> None:
         if self.backend == "faiss":
             import faiss
 
@@ -560,6 +600,7 @@ class ViMDetector(PosthocDetector):
     """
 
     name = "vim"
+    state_names = ("origin", "residual_basis", "alpha", "principal_dim")
 
     def __init__(self, model: nn.Module, dim: int | None = None) -> None:
         super().__init__(model)
@@ -664,6 +705,7 @@ class ReActDetector(PosthocDetector):
     """
 
     name = "react"
+    state_names = ("threshold",)
 
     def __init__(self, model: nn.Module, percentile: float = 90.0) -> None:
         super().__init__(model)

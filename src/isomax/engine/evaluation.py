@@ -64,8 +64,12 @@ def score_batches(
     device: torch.device | str = "cpu",
     batch_size: int = 512,
     keep_logits: bool = False,
+    detectors: Mapping[str, Any] | None = None,
 ) -> tuple[dict[str, Tensor], Tensor | None, Tensor | None]:
     """Scores of every input of a dataset or loader, streamed batch by batch.
+
+    ``detectors`` adds fitted post-hoc detectors (:mod:`isomax.posthoc`), scored on the inputs
+    under their own names.
 
     Returns:
         (scores by name, each (N,) float64 on the CPU; the logits (N, C) float32 or None; the
@@ -82,6 +86,8 @@ def score_batches(
         logits = model(x.to(device)).float()
         for name, fn in fns.items():
             collected[name].append(fn(logits, temperature=temperature).double().cpu())
+        for name, det in (detectors or {}).items():
+            collected.setdefault(name, []).append(det.score(x.to(device)).double().cpu())
         n += len(logits)
         if keep_logits:
             kept.append(logits.cpu())
@@ -104,6 +110,7 @@ def evaluate(
     tpr: float = 0.95,
     keep_scores: bool = False,
     id_val_data: Any = None,
+    detectors: Mapping[str, Any] | None = None,
 ) -> Evaluation:
     """Evaluate ``model`` on the ID test data and on each OOD set.
 
@@ -118,12 +125,15 @@ def evaluate(
             (NLL, :func:`isomax.calibration.fit_temperature`) and the ID metrics gain
             ``temperature``, ``ece_calibrated``, ``nll_calibrated`` and ``brier_calibrated``
             computed on the test data at that temperature. Never pass the test split here.
+        detectors: fitted post-hoc detectors (name -> :class:`isomax.posthoc.PosthocDetector`)
+            reported next to the logit scores under their names.
     """
     if not ood_data:
         raise ValueError("ood_data is empty: name at least one OOD set to evaluate against")
     id_scores, logits, labels = score_batches(
-        model, id_data, score_names, temperature, device, batch_size, keep_logits=True
+        model, id_data, score_names, temperature, device, batch_size, True, detectors
     )
+    all_names = [*score_names, *(detectors or {})]
     if labels is None or logits is None:
         raise ValueError("the in-distribution data must yield (inputs, labels) pairs")
     probs = torch.softmax(logits.double() / temperature, dim=1)
@@ -154,12 +164,14 @@ def evaluate(
     ood: dict[str, dict[str, dict[str, float]]] = {}
     raw: dict[str, dict[str, Tensor]] = {"id": id_scores} if keep_scores else {}
     for name, data in ood_data.items():
-        values, _, _ = score_batches(model, data, score_names, temperature, device, batch_size)
-        ood[name] = {s: metrics.ood_metrics(id_scores[s], values[s], tpr=tpr) for s in score_names}
+        values, _, _ = score_batches(
+            model, data, score_names, temperature, device, batch_size, detectors=detectors
+        )
+        ood[name] = {s: metrics.ood_metrics(id_scores[s], values[s], tpr=tpr) for s in all_names}
         if keep_scores:
             raw[name] = values
-    keys = next(iter(ood.values()))[score_names[0]].keys()
-    mean = {s: {k: sum(ood[n][s][k] for n in ood) / len(ood) for k in keys} for s in score_names}
+    keys = next(iter(ood.values()))[all_names[0]].keys()
+    mean = {s: {k: sum(ood[n][s][k] for n in ood) / len(ood) for k in keys} for s in all_names}
     diagram = {  # JSON-friendly: lists, with None for empty bins
         k: [None if v != v else float(v) for v in vals]
         for k, vals in metrics.reliability_diagram(probs, labels).items()

@@ -1,0 +1,496 @@
+"""Fine-tune a pretrained classifier with an IsoMax-family loss.
+
+Three steps, each usable on its own::
+
+    model = torchvision.models.resnet18(weights="DEFAULT")
+    replace_classifier(model, "isomaxplus", num_classes=10, data=train_loader)  # model.fc -> head
+    result = finetune(model, train_loader, "isomaxplus", epochs=3, lr=0.01)
+
+or, in one call for a torchvision or timm model, ``load_pretrained("torchvision:resnet18", 10)``.
+
+:func:`find_last_linear` locates the classifier layer of torchvision/timm-style models (``fc``,
+``classifier``, ``head``, ``heads``...), :func:`replace_classifier` swaps it for the method's head
+(prototypes initialised from the old weights or from class means of the penultimate features) and
+:func:`finetune` trains with SGD (Nesterov), a cosine schedule and a larger learning rate for
+the new head.
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+import math
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from .heads import _DistanceHead
+from .methods import get_method
+
+__all__ = [
+    "FinetuneResult",
+    "find_last_linear",
+    "finetune",
+    "load_pretrained",
+    "replace_classifier",
+]
+
+log = logging.getLogger(__name__)
+
+#: Top-level attributes that hold the classifier in torchvision and timm models, in order of
+#: preference. A container is searched for its last ``nn.Linear`` (``classifier.1`` of
+#: EfficientNet/MobileNetV2, ``classifier.6`` of VGG/AlexNet, ``classifier.3`` of MobileNetV3,
+#: ``heads.head`` of torchvision ViT, ``head.fc`` of timm ConvNeXt...).
+CLASSIFIER_NAMES: tuple[str, ...] = ("fc", "classifier", "head", "heads", "last_linear", "logits")
+
+_INITS = ("auto", "weights", "class_means", "default")
+
+
+# --------------------------------------------------------------------------------------------
+# Locating and replacing the classifier
+# --------------------------------------------------------------------------------------------
+
+
+def _last_linear_in(module: nn.Module, prefix: str) -> tuple[str, nn.Linear] | None:
+    found = None
+    for name, sub in module.named_modules(prefix=prefix):
+        if isinstance(sub, nn.Linear):
+            found = (name, sub)
+    return found
+
+
+def find_last_linear(model: nn.Module) -> tuple[str, nn.Linear]:
+    """The dotted name and module of the classifier layer of a torchvision/timm-style model.
+
+    Looks at the attributes of :data:`CLASSIFIER_NAMES` first (the last ``nn.Linear`` inside the
+    first one that holds any); a model with none of them falls back to the last ``nn.Linear``
+    registered anywhere.
+
+    Raises:
+        TypeError: ``model`` is not an ``nn.Module``.
+        ValueError: no linear classifier: the model has none, or its classifier attribute holds
+            no ``nn.Linear`` (e.g. ``nn.Identity`` after ``reset_classifier(0)``, or a distance
+            head already), in which case a hidden layer is never picked instead.
+    """
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"model must be an nn.Module, got {type(model).__name__}")
+    present = []
+    for attr in CLASSIFIER_NAMES:
+        sub = model._modules.get(attr)
+        if sub is None:
+            continue
+        present.append(f"{attr}={type(sub).__name__}")
+        found = _last_linear_in(sub, attr)
+        if found is not None:
+            return found
+    if present:
+        raise ValueError(
+            f"{type(model).__name__} has no linear classifier to replace: its classifier "
+            f"attribute(s) {', '.join(present)} hold no nn.Linear"
+        )
+    found = _last_linear_in(model, "")
+    if found is None:
+        raise ValueError(f"{type(model).__name__} has no nn.Linear layer to use as classifier")
+    return found
+
+
+def _set_submodule(model: nn.Module, name: str, module: nn.Module) -> None:
+    parent_name, _, child = name.rpartition(".")
+    parent = model.get_submodule(parent_name) if parent_name else model
+    setattr(parent, child, module)
+
+
+def _batches(data: Any, batch_size: int = 256) -> Iterable[Any]:
+    if isinstance(data, torch.utils.data.Dataset):
+        return torch.utils.data.DataLoader(data, batch_size=batch_size, shuffle=False)
+    return data
+
+
+def _split_batch(batch: Any, what: str) -> tuple[Tensor, Tensor]:
+    if not isinstance(batch, list | tuple) or len(batch) < 2:
+        raise ValueError(f"{what} must yield (inputs, labels) pairs, got {type(batch).__name__}")
+    return batch[0], torch.as_tensor(batch[1])
+
+
+@torch.no_grad()
+def _class_means(
+    model: nn.Module, layer: nn.Module, data: Any, num_classes: int
+) -> tuple[Tensor, Tensor]:
+    """Per-class mean of the inputs of ``layer`` over ``data`` (float64) and the class counts."""
+    captured: list[Tensor] = []
+
+    def hook(_module: nn.Module, inputs: tuple[Any, ...]) -> None:
+        captured.append(inputs[0])
+
+    ref = next(layer.parameters())
+    sums: Tensor | None = None
+    counts = torch.zeros(num_classes, dtype=torch.float64)
+    was_training = model.training
+    handle = layer.register_forward_pre_hook(hook)
+    model.eval()
+    try:
+        for batch in _batches(data):
+            x, y = _split_batch(batch, "data")
+            captured.clear()
+            model(x.to(ref.device))
+            if not captured:
+                raise ValueError("data: the model never called its classifier layer")
+            f = captured[-1]
+            if f.dim() != 2 or f.shape[0] != len(y):
+                raise ValueError(
+                    f"the classifier layer received inputs of shape {tuple(f.shape)}; class-mean "
+                    f"initialisation needs (N, D) features with N = {len(y)} labels per batch"
+                )
+            y = y.to(torch.long).cpu()
+            bad = y[(y < 0) | (y >= num_classes)]
+            if len(bad):
+                raise ValueError(f"data: labels must lie in [0, {num_classes}), found {int(bad[0])}")
+            f = f.detach().double().cpu()
+            if sums is None:
+                sums = torch.zeros(num_classes, f.shape[1], dtype=torch.float64)
+            sums.index_add_(0, y, f)
+            counts += torch.bincount(y, minlength=num_classes).double()
+    finally:
+        handle.remove()
+        model.train(was_training)
+    if sums is None:
+        raise ValueError("data is empty: no batch to compute class means from")
+    return sums / counts.clamp_min(1).unsqueeze(1), counts
+
+
+def replace_classifier(
+    model: nn.Module,
+    method: str = "isomaxplus",
+    num_classes: int | None = None,
+    init: str = "auto",
+    data: Any = None,
+) -> nn.Module:
+    """Replace the classifier layer of ``model`` (in place) by the head of ``method``.
+
+    The layer is found by :func:`find_last_linear`; the new head takes its ``in_features`` and
+    lands on the layer's device and dtype.
+
+    Initialisation (``init``):
+
+    * ``"class_means"``: each prototype is the mean penultimate feature (the input of the old
+      layer, captured with a forward hook, model in eval mode) of its class over ``data``; the
+      natural start for distance heads, at the right scale for IsoMax's unnormalised
+      distances. For ``softmax`` the linear layer gets the nearest-class-mean classifier
+      ``w_j = mu_j``, ``b_j = -||mu_j||^2 / 2``. A class absent from ``data`` keeps the default
+      row (logged as a warning).
+    * ``"weights"`` (needs ``num_classes`` equal to the old ``out_features``): prototypes are the
+      old weight rows (``softmax`` keeps weight and bias). For IsoMax+ and DisMax only their
+      direction matters; for IsoMax (unnormalised distances) they are used at the scale of the
+      pretrained layer and the bias is dropped, so the start only approximates the old
+      decisions: pass ``data`` for IsoMax.
+    * ``"default"``: the head's own initialisation.
+    * ``"auto"``: distance heads use class means when ``data`` is given, else the old weights
+      when the class count matches, else the default; ``softmax`` keeps the old weights when
+      the class count matches, else class means when ``data`` is given, else the default.
+
+    Args:
+        model: a model with a linear classifier (see :func:`find_last_linear`).
+        method: ``softmax``, ``isomax``, ``isomaxplus`` or ``dismax``.
+        num_classes: number of classes; defaults to the old layer's ``out_features``.
+        init: ``"auto"``, ``"weights"``, ``"class_means"`` or ``"default"``.
+        data: a loader (or Dataset) of ``(inputs, labels)`` batches for class means.
+
+    Returns:
+        ``model`` itself.
+    """
+    spec = get_method(method)
+    if init not in _INITS:
+        raise ValueError(f"init must be one of {', '.join(_INITS)}, got {init!r}")
+    name, old = find_last_linear(model)
+    n = old.out_features if num_classes is None else num_classes
+    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+        raise ValueError(f"num_classes must be a positive integer, got {num_classes!r}")
+    same = n == old.out_features
+    if init == "weights" and not same:
+        raise ValueError(
+            f"init='weights' needs num_classes equal to the old layer's out_features "
+            f"({old.out_features}), got {n}"
+        )
+    if init == "class_means" and data is None:
+        raise ValueError("init='class_means' needs data: a loader of (inputs, labels)")
+    linear = spec.head == "linear"
+    if init == "auto":
+        if linear:
+            init = "weights" if same else "class_means" if data is not None else "default"
+        else:
+            init = "class_means" if data is not None else "weights" if same else "default"
+
+    head = spec.build_head(old.in_features, n)
+    with torch.no_grad():
+        if init == "weights":
+            if isinstance(head, nn.Linear):
+                head.weight.copy_(old.weight)
+                if old.bias is not None:
+                    head.bias.copy_(old.bias)
+                else:
+                    head.bias.zero_()
+            else:
+                head.prototypes.copy_(old.weight)
+        elif init == "class_means":
+            means, counts = _class_means(model, old, data, n)
+            present = counts > 0
+            if not bool(present.all()):
+                missing = torch.nonzero(~present).flatten().tolist()
+                log.warning("no samples of classes %s in data: default init kept", missing)
+            if isinstance(head, nn.Linear):
+                head.weight[present] = means[present].to(head.weight.dtype)
+                head.bias[present] = (-0.5 * means[present].pow(2).sum(1)).to(head.bias.dtype)
+            else:
+                head.prototypes[present] = means[present].to(head.prototypes.dtype)
+    head = head.to(device=old.weight.device, dtype=old.weight.dtype)
+    _set_submodule(model, name, head)
+    log.info("replaced %s (%s) by %s, init=%s", name, old, type(head).__name__, init)
+    return model
+
+
+# --------------------------------------------------------------------------------------------
+# Fine-tuning
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass
+class FinetuneResult:
+    """Outcome of :func:`finetune`: the model and one dict per epoch.
+
+    Each history entry holds ``epoch``, ``lr`` (backbone, at the epoch's start), ``train_loss``
+    (mean per sample), ``train_acc`` and ``val_acc`` (None without a validation loader).
+    """
+
+    model: nn.Module
+    history: list[dict[str, Any]] = field(default_factory=list)
+
+
+def _find_head(model: nn.Module) -> tuple[str, nn.Module] | None:
+    """The last distance head of ``model``, else its linear classifier, else None."""
+    found = None
+    for name, module in model.named_modules():
+        if isinstance(module, _DistanceHead):
+            found = (name, module)
+    if found is not None:
+        return found
+    try:
+        return find_last_linear(model)
+    except ValueError:
+        return None
+
+
+def _check_number(value: Any, name: str, minimum: float, strict: bool) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        raise ValueError(f"{name} must be a finite number, got {value!r}")
+    if value < minimum or (strict and value == minimum):
+        raise ValueError(f"{name} must be {'>' if strict else '>='} {minimum}, got {value!r}")
+    return float(value)
+
+
+@torch.no_grad()
+def _accuracy(model: nn.Module, loader: Any, device: torch.device) -> float:
+    model.eval()
+    correct = total = 0
+    for batch in _batches(loader):
+        x, y = _split_batch(batch, "val_loader")
+        logits = model(x.to(device))
+        correct += int((logits.argmax(1).cpu() == y.cpu()).sum())
+        total += len(y)
+    if total == 0:
+        raise ValueError("val_loader is empty")
+    return correct / total
+
+
+def finetune(
+    model: nn.Module,
+    train_loader: Any,
+    method: str = "isomaxplus",
+    epochs: int = 3,
+    lr: float = 0.01,
+    head_lr: float | None = None,
+    weight_decay: float = 1e-4,
+    device: str | torch.device = "cpu",
+    val_loader: Any = None,
+    freeze_backbone: bool = False,
+    progress: Callable[[dict[str, Any]], None] | None = None,
+) -> FinetuneResult:
+    """Fine-tune ``model`` (any module returning logits) with the loss of ``method``.
+
+    A model that still has a linear classifier and no distance head gets the method's head
+    first (:func:`replace_classifier`, default ``init="auto"``: the old weight rows when the
+    class count matches); call :func:`replace_classifier` yourself to pass ``data`` or
+    ``num_classes``. Optimisation: SGD, momentum 0.9, Nesterov, ``weight_decay`` on every
+    parameter, cosine decay of the learning rate to 0 over all steps (per batch when the loader
+    has a length, else per epoch); the head (the distance head, or the linear classifier)
+    trains at ``head_lr`` (default ``10 * lr``), the rest at ``lr``. Deterministic for a given
+    ``torch.manual_seed`` on the CPU.
+
+    Args:
+        model: the model, trained in place.
+        train_loader: an iterable of ``(inputs, labels)`` batches (or a Dataset, batched by 256
+            without shuffling).
+        method: ``softmax``, ``isomax``, ``isomaxplus`` or ``dismax``.
+        epochs: passes over ``train_loader``.
+        lr: learning rate of the backbone.
+        head_lr: learning rate of the head; default ``10 * lr``.
+        weight_decay: L2 penalty of SGD.
+        device: where to train; the model is moved there.
+        val_loader: labelled data for the accuracy after every epoch.
+        freeze_backbone: train the head only; the backbone also stays in eval mode (batch-norm
+            statistics and dropout frozen). Its ``requires_grad`` flags are restored at the end.
+        progress: called with each epoch's history entry.
+
+    Returns:
+        A :class:`FinetuneResult`; the model is left in eval mode.
+    """
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"model must be an nn.Module, got {type(model).__name__}")
+    if isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 1:
+        raise ValueError(f"epochs must be a positive integer, got {epochs!r}")
+    lr = _check_number(lr, "lr", 0.0, strict=True)
+    head_lr = 10.0 * lr if head_lr is None else _check_number(head_lr, "head_lr", 0.0, True)
+    weight_decay = _check_number(weight_decay, "weight_decay", 0.0, strict=False)
+    if progress is not None and not callable(progress):
+        raise TypeError(f"progress must be callable, got {type(progress).__name__}")
+    spec = get_method(method)
+    device = torch.device(device)
+
+    has_distance_head = any(isinstance(m, _DistanceHead) for m in model.modules())
+    if spec.head != "linear" and not has_distance_head:
+        try:
+            find_last_linear(model)
+        except ValueError as error:
+            raise ValueError(
+                f"method {spec.name!r} needs a distance head and the model has none to put "
+                f"in place: {error}; attach one yourself (e.g. isomax.build_head)"
+            ) from None
+        replace_classifier(model, spec.name)
+    model.to(device)
+    found = _find_head(model)
+    if found is None and freeze_backbone:
+        raise ValueError("freeze_backbone=True but the model has no head to train")
+    head = found[1] if found is not None else None
+    head_ids = {id(p) for p in head.parameters()} if head is not None else set()
+    all_params = list(model.parameters())
+    saved_flags = [p.requires_grad for p in all_params]
+    if freeze_backbone:
+        for p in all_params:
+            if id(p) not in head_ids:
+                p.requires_grad_(False)
+    head_params = [p for p in all_params if id(p) in head_ids and p.requires_grad]
+    body_params = [p for p in all_params if id(p) not in head_ids and p.requires_grad]
+    groups = [
+        {"params": ps, "lr": rate}
+        for ps, rate in ((body_params, lr), (head_params, head_lr))
+        if ps
+    ]
+    if not groups:
+        raise ValueError("the model has no trainable parameters")
+    optimizer = torch.optim.SGD(
+        groups, lr=lr, momentum=0.9, nesterov=True, weight_decay=weight_decay
+    )
+    try:
+        steps_per_epoch = len(train_loader)
+    except TypeError:
+        steps_per_epoch = 0
+    total = epochs * steps_per_epoch if steps_per_epoch else epochs
+    scheduler = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, lambda step: 0.5 * (1.0 + math.cos(math.pi * min(step, total) / total))
+    )
+    criterion = spec.build_loss()
+    history: list[dict[str, Any]] = []
+    try:
+        for epoch in range(1, epochs + 1):
+            model.train()
+            if freeze_backbone and head is not None:
+                model.eval()
+                head.train()
+            epoch_lr = optimizer.param_groups[0]["lr"]
+            loss_sum = 0.0
+            correct = seen = 0
+            for batch in _batches(train_loader):
+                x, y = _split_batch(batch, "train_loader")
+                x, y = x.to(device), y.to(device=device, dtype=torch.long)
+                logits = model(x)
+                loss = criterion(logits, y)
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                optimizer.step()
+                if steps_per_epoch:
+                    scheduler.step()
+                loss_sum += float(loss.detach()) * len(y)
+                correct += int((logits.detach().argmax(1) == y).sum())
+                seen += len(y)
+            if seen == 0:
+                raise ValueError("train_loader is empty")
+            if not steps_per_epoch:
+                scheduler.step()
+            entry: dict[str, Any] = {
+                "epoch": epoch,
+                "lr": epoch_lr,
+                "train_loss": loss_sum / seen,
+                "train_acc": correct / seen,
+                "val_acc": _accuracy(model, val_loader, device) if val_loader is not None else None,
+            }
+            history.append(entry)
+            log.info("finetune epoch %d: %s", epoch, entry)
+            if progress is not None:
+                progress(dict(entry))
+    finally:
+        for p, flag in zip(all_params, saved_flags):
+            p.requires_grad_(flag)
+        model.eval()
+    return FinetuneResult(model, history)
+
+
+# --------------------------------------------------------------------------------------------
+# Pretrained models
+# --------------------------------------------------------------------------------------------
+
+
+def _import(module: str, package: str) -> Any:
+    try:
+        return importlib.import_module(module)
+    except ImportError as error:
+        raise ImportError(
+            f"loading a pretrained {package} model needs {package}: pip install {package}"
+        ) from error
+
+
+def load_pretrained(
+    name: str,
+    num_classes: int | None = None,
+    method: str = "isomaxplus",
+    init: str = "auto",
+    data: Any = None,
+) -> nn.Module:
+    """A pretrained torchvision or timm model with its classifier replaced by ``method``'s head.
+
+    ``"torchvision:NAME"`` calls ``torchvision.models.get_model(NAME, weights="DEFAULT")``,
+    ``"timm:NAME"`` calls ``timm.create_model(NAME, pretrained=True)`` (both download weights
+    on first use); then :func:`replace_classifier` with ``method``, ``num_classes``, ``init``
+    and ``data``.
+
+    Raises:
+        ImportError: torchvision or timm is not installed (the message names the pip package).
+        ValueError: ``name`` has no ``torchvision:`` or ``timm:`` prefix.
+    """
+    if not isinstance(name, str):
+        raise TypeError(f"name must be a string, got {type(name).__name__}")
+    source, _, arch = name.partition(":")
+    if source not in ("torchvision", "timm") or not arch:
+        raise ValueError(
+            f"name must be 'torchvision:ARCH' or 'timm:ARCH' (e.g. 'torchvision:resnet18'), "
+            f"got {name!r}"
+        )
+    get_method(method)  # fail on a bad method before any download
+    if source == "torchvision":
+        models = _import("torchvision.models", "torchvision")
+        model = models.get_model(arch, weights="DEFAULT")
+    else:
+        timm = _import("timm", "timm")
+        model = timm.create_model(arch, pretrained=True)
+    return replace_classifier(model, method, num_classes=num_classes, init=init, data=data)

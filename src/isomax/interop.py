@@ -1,0 +1,226 @@
+"""Bridges to other OOD toolkits: a pytorch-ood detector and OpenOOD's ``ood.csv``.
+
+* :class:`PytorchOODDetector` exposes an isomax model and score through pytorch-ood's
+  ``Detector`` API (``fit``, ``fit_features``, ``predict``, ``predict_features``, call = predict),
+  so it plugs into ``pytorch_ood.utils.OODMetrics`` and friends. pytorch-ood scores outliers
+  *higher*, isomax scores inliers higher: the adapter returns ``-score``.
+* :func:`to_openood_csv` writes an :class:`~isomax.engine.evaluation.Evaluation` in the layout of
+  OpenOOD v1.5's ``ood.csv`` (Yang et al., "OpenOOD v1.5", 2023).
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import os
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from torch import Tensor, nn
+
+from . import scores as _scores
+from ._checks import check_positive
+from .io import atomic_write_bytes
+
+__all__ = ["OPENOOD_COLUMNS", "PytorchOODDetector", "to_openood_csv"]
+
+try:  # pytorch-ood is optional: subclass its Detector when it is installed.
+    from pytorch_ood.api import Detector as _DetectorBase
+    from pytorch_ood.api import ModelNotSetException as _ModelNotSet
+except ImportError:
+    _DetectorBase = object
+    _ModelNotSet = ValueError
+
+
+class PytorchOODDetector(_DetectorBase):  # type: ignore[misc, valid-type]
+    """An isomax model and score behind pytorch-ood's ``Detector`` API.
+
+    ``predict(x) = -score(model(x) / temperature)``: outliers score higher, as pytorch-ood
+    expects. Nothing needs fitting; ``fit`` and ``fit_features`` return the detector unchanged.
+    The model's mode and the grad mode are the caller's (wrap evaluation in ``torch.no_grad()``
+    and call ``model.eval()``, as with pytorch-ood's own detectors). A subclass of
+    ``pytorch_ood.api.Detector`` when pytorch-ood is installed.
+
+    Args:
+        model: a module returning logits; may be None when only ``predict_features`` is used.
+        score: a name from :mod:`isomax.scores` (``mds``, ``es``, ``mmles``...) or a function
+            ``(logits, temperature) -> Tensor[N]`` with higher = more in-distribution.
+        temperature: divides the logits before scoring.
+    """
+
+    def __init__(
+        self,
+        model: nn.Module | None,
+        score: str | Callable[..., Tensor] = "mds",
+        temperature: float = 1.0,
+    ) -> None:
+        super().__init__()
+        if model is not None and not isinstance(model, nn.Module):
+            raise TypeError(f"model must be an nn.Module or None, got {type(model).__name__}")
+        if isinstance(score, str):
+            self.score_fn: Callable[..., Tensor] = _scores.get(score)
+            self.score_name = score.lower()
+        elif callable(score):
+            self.score_fn = score
+            self.score_name = getattr(score, "__name__", type(score).__name__)
+        else:
+            raise TypeError(f"score must be a score name or a callable, got {score!r}")
+        self.model = model
+        self.temperature = check_positive(temperature, "temperature")
+
+    def fit(self, data_loader: Any = None, device: Any = None) -> PytorchOODDetector:
+        """Nothing to fit (the model's own score needs no calibration); returns ``self``."""
+        return self
+
+    def fit_features(self, x: Any = None, y: Any = None) -> PytorchOODDetector:
+        """Nothing to fit; returns ``self``."""
+        return self
+
+    def predict(self, x: Tensor) -> Tensor:
+        """Outlier scores ``-score(model(x))``, shape (N,); higher = more likely OOD."""
+        if self.model is None:
+            raise _ModelNotSet("model: predict() needs a model; use predict_features(logits)")
+        return self.predict_features(self.model(x))
+
+    def predict_features(self, logits: Tensor) -> Tensor:
+        """Outlier scores from logits ``(N, C)``: ``-score(logits, temperature)``."""
+        return -self.score_fn(logits, temperature=self.temperature)
+
+    def __call__(self, x: Tensor) -> Tensor:
+        """Same as :meth:`predict`."""
+        return self.predict(x)
+
+    def __repr__(self) -> str:
+        model = type(self.model).__name__ if self.model is not None else None
+        return (
+            f"PytorchOODDetector(model={model}, score={self.score_name!r}, "
+            f"temperature={self.temperature:g})"
+        )
+
+
+#: Columns of OpenOOD v1.5's ``ood.csv``.
+OPENOOD_COLUMNS = ("dataset", "FPR@95", "AUROC", "AUPR_IN", "AUPR_OUT", "ACC")
+
+# OpenOOD column -> key of isomax.metrics.ood_metrics (FPR@95 is OOD-positive in both).
+_KEYS = {
+    "FPR@95": "fpr_at_tpr95",
+    "AUROC": "auroc",
+    "AUPR_IN": "aupr_in",
+    "AUPR_OUT": "aupr_out",
+}
+
+
+def _as_parts(evaluation: Any) -> tuple[Mapping[str, Any], float | None]:
+    """The ``ood[set][score][metric]`` mapping and the ID accuracy (None when absent)."""
+    if isinstance(evaluation, Mapping):
+        ood = evaluation.get("ood")
+        id_metrics = evaluation.get("id") or {}
+    elif hasattr(evaluation, "ood") and hasattr(evaluation, "id_metrics"):
+        ood, id_metrics = evaluation.ood, evaluation.id_metrics or {}
+    else:
+        raise TypeError(
+            "evaluation must be an isomax Evaluation or its to_dict() dict, "
+            f"got {type(evaluation).__name__}"
+        )
+    if not isinstance(ood, Mapping) or not ood:
+        raise ValueError("evaluation holds no OOD results (its 'ood' entry is missing or empty)")
+    acc = id_metrics.get("accuracy") if isinstance(id_metrics, Mapping) else None
+    return ood, None if acc is None else float(acc)
+
+
+def _names(value: Sequence[str] | str, arg: str) -> list[str]:
+    if isinstance(value, str):
+        return [value]
+    names = list(value)
+    if not all(isinstance(n, str) for n in names):
+        raise TypeError(f"{arg} must be a sequence of OOD set names, got {value!r}")
+    return names
+
+
+def to_openood_csv(
+    evaluation: Any,
+    path: str | os.PathLike[str],
+    score: str,
+    near: Sequence[str] | str = (),
+    far: Sequence[str] | str | None = None,
+    accuracy: float | None = None,
+) -> Path:
+    """Write one score's results in the layout of OpenOOD v1.5's ``ood.csv``.
+
+    Header ``dataset,FPR@95,AUROC,AUPR_IN,AUPR_OUT,ACC``; one row per near-OOD set, then a
+    ``nearood`` row with their mean, then one row per far-OOD set and a ``farood`` row (a group
+    with no set has no mean row). Values are percentages with 2 decimals (means are taken before
+    rounding); ACC is the ID accuracy on every row. FPR@95 is OpenOOD's OOD-positive rate
+    (``fpr_at_tpr95``); AUROC, AUPR_IN and AUPR_OUT are taken as they are. Lines end with
+    ``\\r\\n``, as Python's ``csv`` module (and so OpenOOD) writes them. Written atomically.
+
+    Args:
+        evaluation: an :class:`~isomax.engine.evaluation.Evaluation` or its ``to_dict()``.
+        path: the file to write (its folder must exist).
+        score: which score's metrics to write (e.g. ``"mds"``).
+        near: names of the near-OOD sets, in row order.
+        far: names of the far-OOD sets; default every set not in ``near``, in evaluation order.
+        accuracy: ID accuracy as a fraction; default the evaluation's ``accuracy``.
+
+    Returns:
+        The path written.
+
+    Raises:
+        ValueError: unknown set names in ``near``/``far``, a set in both, no set to write, a
+            score or metric missing from the evaluation (``fpr_at_tpr95`` needs ``tpr=0.95``), or
+            no accuracy.
+    """
+    ood, acc = _as_parts(evaluation)
+    if accuracy is not None:
+        acc = float(accuracy)
+    if acc is None or not 0.0 <= acc <= 1.0:
+        raise ValueError(
+            f"accuracy must be a fraction in [0, 1] (from the evaluation's ID metrics or the "
+            f"accuracy argument), got {acc!r}"
+        )
+    near_names = _names(near, "near")
+    far_names = [n for n in ood if n not in near_names] if far is None else _names(far, "far")
+    for arg, names in (("near", near_names), ("far", far_names)):
+        unknown = [n for n in names if n not in ood]
+        if unknown:
+            raise ValueError(
+                f"{arg}: unknown OOD set(s) {', '.join(map(repr, unknown))}; the evaluation "
+                f"has {', '.join(map(repr, ood))}"
+            )
+    both = [n for n in near_names if n in far_names]
+    if both:
+        raise ValueError(f"OOD set(s) {', '.join(map(repr, both))} are both in near and far")
+    if not near_names and not far_names:
+        raise ValueError("no OOD set to write: near and far are both empty")
+
+    def values(name: str) -> list[float]:
+        per_score = ood[name]
+        if score not in per_score:
+            raise ValueError(
+                f"score {score!r} not in the evaluation of {name!r}; it has "
+                f"{', '.join(map(repr, per_score))}"
+            )
+        metrics = per_score[score]
+        missing = [k for k in _KEYS.values() if k not in metrics]
+        if missing:
+            raise ValueError(
+                f"the evaluation of {name!r} / {score!r} lacks {', '.join(missing)} "
+                "(OpenOOD's FPR@95 needs an evaluation run with tpr=0.95)"
+            )
+        return [float(metrics[k]) for k in _KEYS.values()]
+
+    buffer = io.StringIO(newline="")
+    writer = csv.writer(buffer)
+    writer.writerow(OPENOOD_COLUMNS)
+
+    def row(name: str, vals: Sequence[float]) -> None:
+        writer.writerow([name, *(f"{100.0 * v:.2f}" for v in (*vals, acc))])
+
+    for names, group in ((near_names, "nearood"), (far_names, "farood")):
+        rows = [values(n) for n in names]
+        for name, vals in zip(names, rows):
+            row(name, vals)
+        if rows:
+            row(group, [sum(col) / len(rows) for col in zip(*rows)])
+    return atomic_write_bytes(path, buffer.getvalue().encode("utf-8"))
