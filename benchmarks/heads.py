@@ -6,6 +6,10 @@
 2. A full training step (forward, loss, backward, SGD step) of a CIFAR ResNet-18 with each head.
 3. Inference images/s of a CIFAR ResNet-18 with each head.
 
+The ResNet-18 benchmarks time a second linear-head model as a control: its ratio to the first
+(ideally 1.000) shows how much of a difference is noise.
+
+
 Timings are interleaved (every variant once per round, rounds repeated) and the median is
 reported, so that machine noise hits all variants alike. Run::
 
@@ -107,13 +111,14 @@ def bench_heads(device: torch.device, rounds: int, classes: list[int]) -> list[d
 
 
 def _models(device: torch.device, channels_last: bool) -> dict[str, nn.Module]:
+    """One ResNet-18 per head, plus a second linear one: its ratio shows the timing noise."""
     torch.manual_seed(0)
     out = {}
-    for h in HEADS:
+    for name, h in [*zip(HEADS, HEADS), ("linear (control)", "linear")]:
         m = create_model("resnet18", 10, head=h).to(device)
         if channels_last:
             m = m.to(memory_format=torch.channels_last)
-        out[h] = m
+        out[name] = m
     return out
 
 

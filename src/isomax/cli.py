@@ -389,8 +389,8 @@ DEMO: dict[str, Any] = dict(
     dataset="digits-0to4",
     model="digits_cnn",
     ood=["digits-5to9", "photos", "gaussian", "uniform"],
-    epochs=15,
-    seeds=2,
+    epochs=30,
+    seeds=3,
 )
 
 
