@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 import statistics
 import time
 from collections.abc import Callable
@@ -32,6 +31,7 @@ import torch.nn.functional as F
 from torch import nn
 
 import isomax
+from _machine import describe
 from isomax.models import create_model
 
 HEADS = ("linear", "isomax", "isomaxplus", "dismax")
@@ -219,11 +219,7 @@ def main() -> None:
     if not args.skip_resnet:
         rows += bench_train_step(device, args.rounds, batch, args.amp)
         rows += bench_inference(device, args.rounds, batch, args.amp)
-    machine = (
-        torch.cuda.get_device_name(device)
-        if device.type == "cuda"
-        else f"{platform.processor() or platform.machine()} CPU, {torch.get_num_threads()} threads"
-    )
+    machine = describe(device)
     result = {
         "machine": machine,
         "torch": torch.__version__,

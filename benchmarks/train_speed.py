@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 import statistics
 import tempfile
 import time
@@ -21,6 +20,7 @@ from pathlib import Path
 
 import torch
 
+from _machine import describe
 from isomax.data import TensorImageDataset, make_bundle
 from isomax.engine import load_config, train
 
@@ -91,11 +91,7 @@ def main() -> None:
         if "softmax" in base:
             r["ratio_to_fast_softmax"] = r["images_per_s"] / base["softmax"]["images_per_s"]
     device = torch.device(args.device)
-    machine = (
-        torch.cuda.get_device_name(device)
-        if device.type == "cuda"
-        else f"{platform.machine()} CPU, {torch.get_num_threads()} threads"
-    )
+    machine = describe(device)
     out = {
         "machine": machine,
         "torch": torch.__version__,
