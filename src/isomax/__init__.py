@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import logging
 
-from . import posthoc, scores
+from . import finetune, interop, posthoc, scores
 from .compat import (
     DisMaxLossFirstPart,
     DisMaxLossSecondPart,
@@ -49,7 +49,9 @@ __all__ = [
     "Method",
     "__version__",
     "build_head",
+    "finetune",
     "get_method",
+    "interop",
     "pairwise_distances",
     "param_groups",
     "posthoc",

@@ -77,9 +77,10 @@ def find_last_linear(model: nn.Module) -> tuple[str, nn.Linear]:
     """
     if not isinstance(model, nn.Module):
         raise TypeError(f"model must be an nn.Module, got {type(model).__name__}")
+    children = dict(model.named_children())
     present = []
     for attr in CLASSIFIER_NAMES:
-        sub = model._modules.get(attr)
+        sub = children.get(attr)
         if sub is None:
             continue
         present.append(f"{attr}={type(sub).__name__}")
@@ -147,7 +148,9 @@ def _class_means(
             y = y.to(torch.long).cpu()
             bad = y[(y < 0) | (y >= num_classes)]
             if len(bad):
-                raise ValueError(f"data: labels must lie in [0, {num_classes}), found {int(bad[0])}")
+                raise ValueError(
+                    f"data: labels must lie in [0, {num_classes}), found {int(bad[0])}"
+                )
             f = f.detach().double().cpu()
             if sums is None:
                 sums = torch.zeros(num_classes, f.shape[1], dtype=torch.float64)
@@ -383,9 +386,7 @@ def finetune(
     head_params = [p for p in all_params if id(p) in head_ids and p.requires_grad]
     body_params = [p for p in all_params if id(p) not in head_ids and p.requires_grad]
     groups = [
-        {"params": ps, "lr": rate}
-        for ps, rate in ((body_params, lr), (head_params, head_lr))
-        if ps
+        {"params": ps, "lr": rate} for ps, rate in ((body_params, lr), (head_params, head_lr)) if ps
     ]
     if not groups:
         raise ValueError("the model has no trainable parameters")
@@ -400,6 +401,7 @@ def finetune(
     scheduler = torch.optim.lr_scheduler.LambdaLR(
         optimizer, lambda step: 0.5 * (1.0 + math.cos(math.pi * min(step, total) / total))
     )
+    first_lr = optimizer.param_groups[0]["lr"]  # the schedule's factor is the same for all
     criterion = spec.build_loss()
     history: list[dict[str, Any]] = []
     try:
@@ -408,7 +410,7 @@ def finetune(
             if freeze_backbone and head is not None:
                 model.eval()
                 head.train()
-            epoch_lr = optimizer.param_groups[0]["lr"]
+            epoch_lr = lr * optimizer.param_groups[0]["lr"] / first_lr
             loss_sum = 0.0
             correct = seen = 0
             for batch in _batches(train_loader):
