@@ -235,6 +235,13 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     atomic_write_bytes(out / "evaluation.md", evaluation_markdown(evaluation).encode())
     write_json(out / "evaluation.json", evaluation.to_dict())
     _print_eval(evaluation, [*names, *detectors])
+    if args.openood_csv:
+        from .interop import to_openood_csv
+
+        _ensure_writable(Path(args.openood_csv).parent)
+        to_openood_csv(evaluation, args.openood_csv, get_method(cfg["loss"]).score, near=args.near)
+        print(f"written: {args.openood_csv} (OpenOOD layout)")
+
     print(
         f"written: {out}/evaluation.json, evaluation.csv, evaluation.md"
         + (", scores.safetensors" if args.save_scores else "")
@@ -416,6 +423,100 @@ def cmd_demo(args: argparse.Namespace) -> int:
     )
 
 
+def cmd_finetune(args: argparse.Namespace) -> int:
+    import torch
+
+    from . import finetune as ft
+    from .data import get_dataset
+    from .engine import evaluate, load_model, resolve_device
+    from .engine.checkpoint import save_checkpoint
+    from .methods import get_method
+
+    if bool(args.checkpoint) == bool(args.pretrained):
+        raise ValueError(
+            "give exactly one source: --checkpoint PATH or --pretrained timm:NAME / "
+            "torchvision:NAME"
+        )
+    device = resolve_device(args.device or "auto")
+    method = get_method(args.loss)
+    meta: dict[str, Any] = {}
+    if args.checkpoint:
+        model, meta = load_model(args.checkpoint, "cpu")
+        dataset = args.dataset or meta["config"]["dataset"]
+        data_root = args.data_root or meta["config"]["data_root"]
+    else:
+        if not args.dataset:
+            raise ValueError("--dataset is required with --pretrained")
+        dataset, data_root = args.dataset, args.data_root
+    bundle = get_dataset(dataset, root=data_root, seed=0)
+    gen = torch.Generator().manual_seed(args.seed)
+    train_loader = torch.utils.data.DataLoader(
+        bundle.train, batch_size=args.batch_size, shuffle=True, generator=gen
+    )
+    val_loader = (
+        torch.utils.data.DataLoader(bundle.val, batch_size=512) if len(bundle.val) else None
+    )
+    init_loader = torch.utils.data.DataLoader(bundle.train, batch_size=512)
+    torch.manual_seed(args.seed)
+    if args.pretrained:
+        model = ft.load_pretrained(
+            args.pretrained, bundle.num_classes, method.name, data=init_loader
+        )
+    else:
+        model = ft.replace_classifier(model, method.name, bundle.num_classes, data=init_loader)
+    result = ft.finetune(
+        model,
+        train_loader,
+        method.name,
+        epochs=args.epochs,
+        lr=args.lr,
+        device=device,
+        val_loader=val_loader,
+        freeze_backbone=args.freeze_backbone,
+    )
+    out = _ensure_writable(Path(args.output_dir))
+    last = result.history[-1]
+    val = "n/a" if last["val_acc"] is None else f"{_pct(last['val_acc'])}%"
+    print(
+        f"fine-tuned {args.epochs} epochs with {method.name}: train acc "
+        f"{_pct(last['train_acc'])}%, val acc {val}"
+    )
+    if args.checkpoint:  # a regular isomax checkpoint: evaluate / calibrate work on it
+        cfg = {**meta["config"], "loss": method.name, "dataset": dataset, "output_dir": str(out)}
+        meta = {
+            **meta,
+            "config": cfg,
+            "history": result.history,
+            "finetuned_from": str(args.checkpoint),
+            "complete": True,
+        }
+        path = save_checkpoint(out / "checkpoint.safetensors", result.model, None, meta)
+    else:
+        from .io import save_file
+
+        path = save_file(
+            out / "finetuned.safetensors",
+            result.model.state_dict(),
+            {
+                "source": args.pretrained,
+                "loss": method.name,
+                "num_classes": bundle.num_classes,
+                "history": result.history,
+            },
+            "finetuned",
+        )
+    print(f"weights: {path}")
+    if args.ood:
+        from .compare import evaluation_datasets
+
+        ood = evaluation_datasets(bundle, args.ood, data_root)
+        evaluation = evaluate(
+            result.model.to(device), bundle.test, ood, list(method.scores), device=device
+        )
+        _print_eval(evaluation, list(method.scores))
+    return 0
+
+
 def cmd_list(args: argparse.Namespace) -> int:
     from . import scores
     from .data import list_datasets
@@ -509,7 +610,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch-size", type=_positive_int, default=512)
     p.add_argument("--save-scores", action="store_true", help="also write scores.safetensors")
     p.add_argument("--posthoc", type=_csv_list, help=POSTHOC_HELP)
-
+    p.add_argument(
+        "--openood-csv",
+        help="also write OpenOOD v1.5's ood.csv layout here (for the loss's recommended score)",
+    )
+    p.add_argument(
+        "--near",
+        type=_csv_list,
+        default=[],
+        help="OOD sets of the near-OOD group in the OpenOOD CSV (the rest are far)",
+    )
     p.add_argument("--output-dir", help="default: <checkpoint folder>/evaluation")
     p.add_argument("--device")
     p.set_defaults(func=cmd_evaluate)
@@ -542,7 +652,27 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device")
     p.set_defaults(func=cmd_detect)
 
+    p = sub.add_parser(
+        "finetune",
+        help="swap a trained classifier's last layer for an isomax head and fine-tune it",
+    )
+    p.add_argument("--checkpoint", help="an isomax checkpoint (e.g. a SoftMax model)")
+    p.add_argument("--pretrained", help="timm:NAME or torchvision:NAME (downloads weights)")
+    p.add_argument("--loss", default="isomaxplus", help="isomax, isomaxplus or dismax")
+    p.add_argument("--dataset", help="default: the checkpoint's dataset")
+    p.add_argument("--data-root")
+    p.add_argument("--epochs", type=_positive_int, default=3)
+    p.add_argument("--lr", type=float, default=0.01, help="backbone lr (the head gets 10x)")
+    p.add_argument("--batch-size", type=_positive_int, default=64)
+    p.add_argument("--freeze-backbone", action="store_true")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--ood", type=_csv_list, help="evaluate against these OOD sets afterwards")
+    p.add_argument("--output-dir", default="runs/finetune")
+    p.add_argument("--device")
+    p.set_defaults(func=cmd_finetune)
+
     p = sub.add_parser("list", help="list datasets, models, losses and scores")
+
     p.set_defaults(func=cmd_list)
     return parser
 

@@ -1,0 +1,103 @@
+"""CLI: fine-tune a SoftMax checkpoint into an isomax head; OpenOOD CSV from evaluate."""
+
+from __future__ import annotations
+
+import csv
+
+import pytest
+
+from isomax.cli import main
+from isomax.engine import load_model
+from isomax.heads import IsoMaxPlusHead
+
+
+@pytest.fixture(scope="module")
+def softmax_ckpt(tmp_path_factory):
+    out = tmp_path_factory.mktemp("ft") / "softmax"
+    assert (
+        main(
+            [
+                "train",
+                "--dataset",
+                "digits",
+                "--model",
+                "digits_mlp",
+                "--loss",
+                "softmax",
+                "--epochs",
+                "2",
+                "--device",
+                "cpu",
+                "--output-dir",
+                str(out),
+                "-q",
+            ]
+        )
+        == 0
+    )
+    return out / "checkpoint.safetensors"
+
+
+def test_finetune_checkpoint_gives_a_loadable_isomax_checkpoint(softmax_ckpt, tmp_path, capsys):
+    out = tmp_path / "iso"
+    assert (
+        main(
+            [
+                "finetune",
+                "--checkpoint",
+                str(softmax_ckpt),
+                "--loss",
+                "isomaxplus",
+                "--epochs",
+                "2",
+                "--ood",
+                "gaussian",
+                "--device",
+                "cpu",
+                "--output-dir",
+                str(out),
+            ]
+        )
+        == 0
+    )
+    printed = capsys.readouterr().out
+    assert "fine-tuned 2 epochs with isomaxplus" in printed and "gaussian" in printed
+    model, meta = load_model(out / "checkpoint.safetensors")
+    assert isinstance(model.head, IsoMaxPlusHead)
+    assert meta["config"]["loss"] == "isomaxplus" and meta["finetuned_from"]
+    assert main(["calibrate", str(out / "checkpoint.safetensors"), "--device", "cpu"]) == 0
+
+
+def test_finetune_needs_exactly_one_source(capsys):
+    assert main(["finetune", "--dataset", "digits"]) == 2
+    assert "give exactly one source" in capsys.readouterr().err
+    assert main(["finetune", "--pretrained", "torchvision:resnet18", "--dataset", "digits"]) == 2
+    assert "pip install torchvision" in capsys.readouterr().err
+
+
+def test_evaluate_writes_openood_csv(softmax_ckpt, tmp_path):
+    path = tmp_path / "ood.csv"
+    assert (
+        main(
+            [
+                "evaluate",
+                str(softmax_ckpt),
+                "--ood",
+                "gaussian,uniform,digits-0to4",
+                "--near",
+                "gaussian",
+                "--openood-csv",
+                str(path),
+                "--device",
+                "cpu",
+                "--output-dir",
+                str(tmp_path / "ev"),
+            ]
+        )
+        == 0
+    )
+    rows = list(csv.reader(open(path)))
+    assert rows[0] == ["dataset", "FPR@95", "AUROC", "AUPR_IN", "AUPR_OUT", "ACC"]
+    assert [r[0] for r in rows[1:]] == ["gaussian", "nearood", "uniform", "digits-0to4", "farood"]
+    far = [float(rows[3][2]), float(rows[4][2])]
+    assert float(rows[5][2]) == pytest.approx(sum(far) / 2, abs=0.011)
