@@ -61,7 +61,11 @@ def test_save_load_round_trip_identical_predictions(tmp_path):
     for f in ("classes", "probs", "scores", "is_ood"):
         assert torch.equal(getattr(a, f), getattr(b, f)), f
     assert (other.score_name, other.temperature, other.threshold, other.tpr) == (
-        det.score_name, det.temperature, det.threshold, 0.9)
+        det.score_name,
+        det.temperature,
+        det.threshold,
+        0.9,
+    )
     assert other.metadata == {"note": "hello"}
     with pytest.raises(ValueError, match="does not record its model configuration"):
         OODDetector.load(path)
