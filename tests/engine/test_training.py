@@ -204,3 +204,9 @@ def test_torchrun_two_processes_match_one_process(tmp_path):
     b = _weights(two / "checkpoint.safetensors")
     for k in a:
         torch.testing.assert_close(a[k], b[k], rtol=1e-4, atol=1e-5)
+
+
+def test_progress_bar_shows_loss_accuracy_and_throughput(tmp_path, capsys):
+    train(_cfg(tmp_path, "pb", epochs=1, progress=True))
+    err = capsys.readouterr().err
+    assert "epoch 1/1" in err and "loss=" in err and "acc=" in err and "img_s=" in err

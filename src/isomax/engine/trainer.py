@@ -368,7 +368,12 @@ def train(
                 )
             if progress is not None:
                 elapsed = time.perf_counter() - t0
-                progress.set_postfix(loss=f"{float(loss):.3f}", img_s=f"{seen / elapsed:.0f}")
+                progress.set_postfix(
+                    loss=f"{float(loss.detach()):.3f}",
+                    acc=f"{float(correct) / max(seen, 1):.3f}",
+                    img_s=f"{seen / elapsed:.0f}",
+                )
+
                 progress.update()
         if device.type == "cuda":
             torch.cuda.synchronize(device)
