@@ -6,6 +6,17 @@ magnitude slower (measured here: a 100k-element copy took 7.7 ms with 2 threads 
 0.03 ms with 1).
 """
 
+import socket
+
+import pytest
 import torch
 
 torch.set_num_threads(1)
+
+
+@pytest.fixture
+def free_port() -> int:
+    """A TCP port free on the loopback interface right now (for torchrun rendezvous)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]

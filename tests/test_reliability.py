@@ -6,7 +6,6 @@ import errno
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import textwrap
@@ -108,13 +107,7 @@ def test_full_disk_gives_a_clear_error_and_no_partial_file(tmp_path, monkeypatch
     assert not list(out.glob(".*.tmp"))
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def test_a_dead_rank_stops_the_others_within_bounded_time(tmp_path):
+def test_a_dead_rank_stops_the_others_within_bounded_time(tmp_path, free_port):
     """Rank 1 dies after joining the job; rank 0, blocked in a collective, must not hang."""
     worker = tmp_path / "worker.py"
     worker.write_text(
@@ -139,7 +132,7 @@ def test_a_dead_rank_stops_the_others_within_bounded_time(tmp_path):
             "-m",
             "torch.distributed.run",
             "--nproc_per_node=2",
-            f"--master_port={_free_port()}",
+            f"--master_port={free_port}",
             str(worker),
         ],
         env=ENV,

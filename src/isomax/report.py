@@ -31,6 +31,14 @@ OOD_COLUMNS = (
     ("fpr_at_tpr95", "FPR@TPR95 (OOD+) ↓"),
     ("auroc", "AUROC ↑"),
 )
+ALL_OOD_COLUMNS = {
+    "tnr_at_tpr95": "TNR@TPR95 ↑",
+    "fpr_at_tpr95": "FPR@TPR95 (OOD+) ↓",
+    "auroc": "AUROC ↑",
+    "aupr_in": "AUPR-In ↑",
+    "aupr_out": "AUPR-Out ↑",
+    "detection_accuracy": "DTACC ↑",
+}
 CONVENTIONS = (
     "Values in %. TNR@TPR95: share of OOD inputs rejected when 95% of ID inputs are kept "
     "(ID positive, the IsoMax papers' convention). FPR@TPR95 (OOD+): share of ID inputs "
@@ -138,18 +146,8 @@ def markdown_table(agg: Mapping[str, Any], full: bool = False) -> str:
                 row += [_fmt(values[key], n) for key, _ in OOD_COLUMNS]
             rows.append(row)
         return _table(header, rows)
-    header = [
-        "method",
-        "score",
-        "OOD set",
-        "TNR@TPR95 ↑",
-        "FPR@TPR95 (OOD+) ↓",
-        "AUROC ↑",
-        "AUPR-In ↑",
-        "AUPR-Out ↑",
-        "DTACC ↑",
-    ]
-    keys = ("tnr_at_tpr95", "fpr_at_tpr95", "auroc", "aupr_in", "aupr_out", "detection_accuracy")
+    header = ["method", "score", "OOD set", *ALL_OOD_COLUMNS.values()]
+    keys = tuple(ALL_OOD_COLUMNS)
     rows = []
     for loss in losses:
         n = agg["seeds"][loss]
@@ -303,17 +301,8 @@ def write_report(
 def evaluation_markdown(evaluation: Any) -> str:
     """Markdown of one :class:`isomax.engine.Evaluation` (``isomax evaluate``)."""
     idm = evaluation.id_metrics
-    header = [
-        "OOD set",
-        "score",
-        "TNR@TPR95 ↑",
-        "FPR@TPR95 (OOD+) ↓",
-        "AUROC ↑",
-        "AUPR-In ↑",
-        "AUPR-Out ↑",
-        "DTACC ↑",
-    ]
-    keys = ("tnr_at_tpr95", "fpr_at_tpr95", "auroc", "aupr_in", "aupr_out", "detection_accuracy")
+    header = ["OOD set", "score", *ALL_OOD_COLUMNS.values()]
+    keys = tuple(ALL_OOD_COLUMNS)
     rows = [
         [name, score.upper(), *(f"{100 * values[k]:.1f}" for k in keys)]
         for name, per_score in [*evaluation.ood.items(), ("mean", evaluation.mean)]

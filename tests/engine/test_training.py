@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -30,12 +29,6 @@ def _cfg(tmp_path: Path, name: str, **kw):
         device="cpu",
     )
     return load_config(preset="cpu", overrides={**base, **kw})
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _weights(path: Path) -> dict[str, torch.Tensor]:
@@ -141,7 +134,7 @@ def test_non_finite_loss_stops_and_keeps_last_good_checkpoint(tmp_path):
     assert load_checkpoint(ckpt)[2]["epoch"] == 1
 
 
-def test_torchrun_two_processes_match_one_process(tmp_path):
+def test_torchrun_two_processes_match_one_process(tmp_path, free_port):
     """DDP on the CPU with gloo: 2 ranks x batch 32 = 1 process x batch 64 (no batch norm)."""
     args = [
         "train",
@@ -172,7 +165,7 @@ def test_torchrun_two_processes_match_one_process(tmp_path):
         "-m",
         "torch.distributed.run",
         "--nproc_per_node=2",
-        f"--master_port={_free_port()}",
+        f"--master_port={free_port}",
         "-m",
         "isomax",
         *args,
