@@ -87,6 +87,11 @@ def _add_train_options(p: argparse.ArgumentParser, with_loss: bool = True) -> No
         help="download missing dataset files (checksums verified)",
     )
     g.add_argument("--device", help="auto (default), cpu, cuda, cuda:N or mps")
+    g.add_argument(
+        "--on-error",
+        choices=["raise", "skip"],
+        help="unreadable images in a folder dataset: stop (default) or skip them",
+    )
 
 
 def _overrides(args: argparse.Namespace) -> dict[str, Any]:
@@ -108,6 +113,7 @@ def _overrides(args: argparse.Namespace) -> dict[str, Any]:
         "download",
         "device",
         "seed",
+        "on_error",
     )
     return {k: getattr(args, k) for k in keys if getattr(args, k, None) is not None}
 
@@ -167,18 +173,22 @@ def cmd_train(args: argparse.Namespace) -> int:
 def _load_for_eval(
     checkpoint: str, device_name: str | None, data_root: str | None, dataset: str | None = None
 ) -> tuple[Any, dict[str, Any], Any, Any]:
-    from .data import get_dataset
-    from .engine import load_model, resolve_device
+    from .engine import TrainConfig, load_model, resolve_device
+    from .engine.trainer import load_bundle
 
     device = resolve_device(device_name or "auto")
     model, meta = load_model(checkpoint, device)
     cfg = meta["config"]
-    bundle = get_dataset(
-        dataset or cfg["dataset"],
-        root=data_root or cfg["data_root"],
-        split_val=cfg["val_split"],
-        seed=0,
+    bundle = load_bundle(
+        TrainConfig.from_dict(
+            {
+                **cfg,
+                "dataset": dataset or cfg["dataset"],
+                "data_root": data_root or cfg["data_root"],
+            }
+        )
     )
+
     if bundle.num_classes != meta["num_classes"]:
         raise ValueError(
             f"dataset {bundle.name!r} has {bundle.num_classes} classes but the "

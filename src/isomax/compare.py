@@ -20,7 +20,7 @@ import torch
 from . import scores as _scores
 from .engine.config import load_config
 from .engine.evaluation import evaluate
-from .engine.trainer import resolve_device, train
+from .engine.trainer import load_bundle, resolve_device, train
 from .io import save_file
 from .methods import get_method
 from .report import aggregate, write_json
@@ -177,7 +177,6 @@ def compare(
         on_run: called as ``on_run(loss, seed, status)`` with status ``"reused"`` or
             ``"trained"``, e.g. to print progress.
     """
-    from .data import get_dataset
 
     seed_list = list(range(seeds)) if isinstance(seeds, int) else [int(s) for s in seeds]
     if not seed_list or len(set(seed_list)) != len(seed_list):
@@ -198,9 +197,8 @@ def compare(
         overrides={**(overrides or {}), "dataset": dataset, "model": model},
     )
     device = resolve_device(base.device)
-    bundle = get_dataset(
-        base.dataset, root=base.data_root, split_val=base.val_split, seed=0, download=base.download
-    )
+    bundle = load_bundle(base)
+
     ood_sets = evaluation_datasets(bundle, ood, base.data_root, base.download, max_ood_samples)
     runs = []
     for loss in methods:

@@ -40,6 +40,7 @@ class TrainConfig:
     device: str = "auto"
     data_root: str | None = None
     download: bool = False
+    on_error: str = "raise"  # unreadable images in folder datasets: raise | skip
     output_dir: str = "runs/train"
     checkpoint_every: int = 1
     progress: bool = False
@@ -85,6 +86,8 @@ class TrainConfig:
             raise bad("amp", "one of none, bf16, fp16")
         if self.augment not in ("auto", "crop_flip", "none"):
             raise bad("augment", "one of auto, crop_flip, none")
+        if self.on_error not in ("raise", "skip"):
+            raise bad("on_error", "one of raise, skip")
         if self.data_on_device not in ("auto", "yes", "no"):
             raise bad("data_on_device", "one of auto, yes, no")
         if not 0.0 <= self.val_split < 1.0:

@@ -109,6 +109,23 @@ def lr_at(cfg: TrainConfig, step: int, steps_per_epoch: int) -> float:
     return cfg.lr * factor
 
 
+def load_bundle(cfg: TrainConfig) -> Any:
+    """The dataset bundle of a configuration (fixed validation split, seed 0)."""
+    from ..data import get_dataset
+
+    extra = {}
+    if cfg.dataset.startswith("folder:") or Path(cfg.dataset).exists():
+        extra["on_error"] = cfg.on_error  # image folders and archives only
+    return get_dataset(
+        cfg.dataset,
+        root=cfg.data_root,
+        split_val=cfg.val_split,
+        seed=0,  # the split is fixed: the same validation set for every training seed
+        download=cfg.download,
+        **extra,
+    )
+
+
 def build_model(cfg: TrainConfig, num_classes: int, in_channels: int) -> nn.Module:
     """The model of a configuration with the head of its loss."""
     from ..models import create_model
@@ -206,7 +223,7 @@ def train(
     Raises:
         NonFiniteLossError: the loss became NaN or infinite (the last good checkpoint stays).
     """
-    from ..data import get_dataset, to_tensors
+    from ..data import to_tensors
 
     device = resolve_device(cfg.device)
     info = dist_utils.setup(device)
@@ -219,17 +236,18 @@ def train(
     ckpt_path = out / CHECKPOINT_NAME
 
     if bundle is None:
-        bundle = get_dataset(
-            cfg.dataset,
-            root=cfg.data_root,
-            split_val=cfg.val_split,
-            seed=0,  # the split is fixed: the same validation set for every training seed
-            download=cfg.download,
-        )
+        bundle = load_bundle(cfg)
     x_train, y_train = to_tensors(bundle.train)
     x_val, y_val = (
         to_tensors(bundle.val) if bundle.val is not None and len(bundle.val) else (None, None)
     )
+    skipped = (
+        len(bundle.train)
+        - len(y_train)
+        + (len(bundle.val) - len(y_val) if y_val is not None else 0)
+    )
+    if skipped and info.is_main:
+        log.warning("%d unreadable images were skipped (on_error='skip')", skipped)
 
     torch.manual_seed(cfg.seed)
     model = build_model(cfg, bundle.num_classes, bundle.input_shape[0]).to(device)
