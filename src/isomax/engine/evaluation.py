@@ -50,9 +50,24 @@ class Evaluation:
 
 
 def _loader(data: Any, batch_size: int) -> Iterable[Any]:
+    from ..data import ImageDataset
+
+    if isinstance(data, ImageDataset) and data.transform is None:
+        return _image_batches(data, batch_size)
     if isinstance(data, torch.utils.data.Dataset):
         return torch.utils.data.DataLoader(data, batch_size=batch_size, shuffle=False)
     return data
+
+
+def _image_batches(ds: Any, batch_size: int) -> Iterable[tuple[Tensor, Tensor]]:
+    """Vectorised batches of an isomax image dataset: one batch in memory at a time."""
+    from ..data import normalize
+
+    for start in range(0, len(ds), batch_size):
+        x, y = ds.raw_batch(range(start, min(start + batch_size, len(ds))))
+        if len(y):
+            yield normalize(x, ds.mean, ds.std), y
+
 
 
 @torch.no_grad()
