@@ -108,3 +108,19 @@ def test_bad_use():
     with pytest.raises(ValueError, match="calibrate needs labelled batches"):
         OODDetector(_model()).fit(unlabeled, calibrate="nll")
     assert OODDetector(_model()).fit(unlabeled).threshold is not None
+
+
+def test_a_safetensors_header_length_starting_with_0x80_is_not_taken_for_a_pickle(tmp_path):
+    """Regression: a header of 128 + 256k bytes starts with the byte 0x80, like a pickle."""
+    from isomax.io import load_file, save_file
+
+    for pad in range(0, 300):
+        path = save_file(
+            tmp_path / "s.safetensors", {"x": torch.zeros(3)}, {"pad": "p" * pad}, "scores"
+        )
+        if path.read_bytes()[:1] == b"\x80":
+            break
+    else:
+        pytest.fail("no padding gave a header length whose first byte is 0x80")
+    tensors, meta = load_file(path, "scores")
+    assert meta["pad"] == "p" * pad and torch.equal(tensors["x"], torch.zeros(3))

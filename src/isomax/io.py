@@ -81,10 +81,21 @@ def save_file(
     return atomic_write_bytes(path, save(clean, metadata={_META_KEY: text}))
 
 
-def _refuse_pickles(path: Path, head: bytes) -> None:
+def _looks_like_safetensors(data: bytes) -> bool:
+    """A safetensors file: an 8-byte little-endian header length, then a JSON object."""
+    if len(data) < 10:
+        return False
+    (n,) = struct.unpack("<Q", data[:8])
+    return 8 + n <= len(data) and data[8:9] == b"{"
+
+
+def _refuse_pickles(path: Path, data: bytes) -> None:
     # torch.save writes a zip archive holding a pickle; older formats and pickle.dump start with
-    # the pickle protocol opcode 0x80. Neither is ever unpickled here.
-    if head.startswith(b"PK\x03\x04") or head[:1] == b"\x80":
+    # the pickle protocol opcode 0x80. Neither is ever unpickled here. A safetensors header
+    # length may itself start with the byte 0x80, so a valid safetensors layout is never refused.
+    if _looks_like_safetensors(data):
+        return
+    if data.startswith(b"PK\x03\x04") or data[:1] == b"\x80":
         raise UnsafeFileError(
             f"{path} holds a pickle (torch.save or pickle output); isomax refuses to load it "
             "because unpickling can execute code. Expected a .safetensors file written by isomax."
@@ -102,7 +113,8 @@ def load_file(
     if not path.is_file():
         raise FileNotFoundError(f"no {kind} file at {path}")
     data = path.read_bytes()
-    _refuse_pickles(path, data[:8])
+    _refuse_pickles(path, data)
+
     try:
         tensors = load(data)
         (n,) = struct.unpack("<Q", data[:8])

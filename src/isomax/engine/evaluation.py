@@ -69,7 +69,6 @@ def _image_batches(ds: Any, batch_size: int) -> Iterable[tuple[Tensor, Tensor]]:
             yield normalize(x, ds.mean, ds.std), y
 
 
-
 @torch.no_grad()
 def score_batches(
     model: nn.Module,
