@@ -74,6 +74,7 @@ class FractionalProbabilityRegularization:
         if n == 0:
             raise ValueError("images must hold at least one image, got an empty batch")
         check_labels(labels, "labels", n, self.num_classes, ignore_index=-(2**62))
+        labels = labels.long()
         perm = torch.randperm(n, generator=self.generator).to(images.device)
         images = images[perm]
         labels = labels[perm]
@@ -121,7 +122,7 @@ class FPRLoss(nn.Module):
         log_q = F.log_softmax(self.entropic_scale * logits.float(), dim=1)
         if isinstance(targets, Tensor):
             check_labels(targets, "targets", logits.shape[0], logits.shape[1], -100)
-            return F.nll_loss(log_q, targets)
+            return F.nll_loss(log_q, targets.long())
         if not isinstance(targets, FPRTargets):
             raise TypeError(
                 f"targets must be FPRTargets or a tensor of labels, got {type(targets).__name__}"

@@ -29,6 +29,12 @@ class UnsafeFileError(ValueError):
     """A file that would need unpickling (and could run code) was refused."""
 
 
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
 def json_safe(x: Any) -> Any:
     """A copy of ``x`` with NaN and infinities as None (JSON has no such numbers)."""
     if isinstance(x, float) and not math.isfinite(x):
@@ -51,6 +57,7 @@ def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> Path:
         raise FileNotFoundError(f"cannot write {path}: folder {folder} does not exist")
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=folder)
     try:
+        os.fchmod(fd, 0o666 & ~_umask())  # mkstemp makes 0600; give the usual permissions
         with os.fdopen(fd, "wb") as fh:
             fh.write(data)
             fh.flush()
@@ -130,6 +137,8 @@ def load_file(
         meta = json.loads(raw)
     except ValueError:
         raise ValueError(f"{path}: the isomax metadata is not valid JSON (corrupt file?)") from None
+    if not isinstance(meta, dict):
+        raise ValueError(f"{path}: the isomax metadata is not a JSON object (corrupt file?)")
 
     if meta.get("kind") != kind:
         raise ValueError(f"{path} holds an isomax {meta.get('kind')!r}, expected a {kind!r}")

@@ -45,6 +45,7 @@ class IsoMaxLoss(nn.Module):
         check_labels(targets, "targets", logits.shape[0], logits.shape[1], self.ignore_index)
         if logits.dtype in (torch.float16, torch.bfloat16):
             logits = logits.float()  # the loss is always reduced in at least float32
+        targets = targets.long()  # int32 / uint8 labels are accepted
         return F.cross_entropy(
             self.entropic_scale * logits,
             targets,

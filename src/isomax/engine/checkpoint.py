@@ -57,8 +57,8 @@ def save_checkpoint(
         tensors.update(opt_tensors)
     tensors["rng/torch"] = torch.get_rng_state()
     if torch.cuda.is_available() and torch.cuda.is_initialized():
-        for i, s in enumerate(torch.cuda.get_rng_state_all()):
-            tensors[f"rng/cuda{i}"] = s
+        # the generator of this process's device only (under DDP each rank owns one device)
+        tensors["rng/cuda"] = torch.cuda.get_rng_state()
     return save_file(path, tensors, {**meta, "optimizer": plain_opt}, KIND)
 
 
@@ -79,6 +79,5 @@ def restore_rng(rng: dict[str, Tensor]) -> None:
     """Put back the random-generator states saved in a checkpoint."""
     if "torch" in rng:
         torch.set_rng_state(rng["torch"].to(torch.uint8))
-    cuda = [rng[k] for k in sorted(rng) if k.startswith("cuda")]
-    if cuda and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all([s.to(torch.uint8) for s in cuda])
+    if "cuda" in rng and torch.cuda.is_available():
+        torch.cuda.set_rng_state(rng["cuda"].to(torch.uint8))

@@ -60,7 +60,12 @@ class TrainConfig:
             )
         d = dict(d)
         if "milestones" in d:
-            d["milestones"] = tuple(float(m) for m in d["milestones"])
+            m = d["milestones"]
+            if not isinstance(m, list | tuple) or not all(
+                isinstance(v, int | float) and not isinstance(v, bool) for v in m
+            ):
+                raise ValueError(f"milestones must be a list of numbers, got {m!r}")
+            d["milestones"] = tuple(float(v) for v in m)
         cfg = cls(**d)
         cfg.validate()
         return cfg
@@ -90,6 +95,8 @@ class TrainConfig:
             raise bad("on_error", "one of raise, skip")
         if self.data_on_device not in ("auto", "yes", "no"):
             raise bad("data_on_device", "one of auto, yes, no")
+        if not all(0.0 < m <= 1.0 for m in self.milestones):
+            raise bad("milestones", "fractions of the epochs in (0, 1] (e.g. 0.5 for 150 of 300)")
         if not 0.0 <= self.val_split < 1.0:
             raise bad("val_split", "in [0, 1)")
         if self.fpr_alpha is not None and self.fpr_alpha not in (1.0, 0.5, 0.25):
@@ -188,6 +195,8 @@ def load_config(
         except tomllib.TOMLDecodeError as exc:
             raise ValueError(f"configuration file {path} is not valid TOML: {exc}") from None
         file_values = file_values.get("train", file_values)
+        if not isinstance(file_values, dict):
+            raise ValueError(f"configuration file {path}: [train] must be a table of settings")
     overrides = {k: v for k, v in (overrides or {}).items() if v is not None}
     name = overrides.get("preset") or file_values.get("preset") or preset or "cpu"
     if name not in PRESETS:

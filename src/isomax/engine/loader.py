@@ -19,7 +19,8 @@ __all__ = ["TensorLoader", "epoch_generator"]
 
 def epoch_generator(seed: int, epoch: int, stream: int = 0) -> torch.Generator:
     """A CPU generator determined by (seed, epoch, stream)."""
-    return torch.Generator().manual_seed((seed * 1_000_003 + epoch) * 7 + stream)
+    # distinct (seed, epoch, stream) triples give distinct seeds for streams < 1,000,033
+    return torch.Generator().manual_seed((seed * 1_000_003 + epoch) * 1_000_033 + stream)
 
 
 class TensorLoader:

@@ -54,7 +54,7 @@ _LOG_FIELDS = (
 )
 
 
-class NonFiniteLossError(RuntimeError):
+class NonFiniteLossError(ValueError):
     """The training loss became NaN or infinite; the last good checkpoint is kept."""
 
 
@@ -66,6 +66,31 @@ class TrainResult:
     config: TrainConfig
     history: list[dict[str, float]] = field(default_factory=list)
     checkpoint: Path | None = None
+
+
+# Settings a resumed run must share with the checkpoint (they decide the data, the model and
+# the order of the batches); the optimiser settings may change, with a warning.
+RESUME_KEYS = (
+    "dataset",
+    "model",
+    "loss",
+    "epochs",
+    "seed",
+    "batch_size",
+    "val_split",
+    "fpr_alpha",
+    "augment",
+)
+
+
+def _kept(ckpt_path: Path) -> str:
+    if not ckpt_path.exists():
+        return "No checkpoint had been written yet."
+    try:
+        epoch = load_checkpoint(ckpt_path)[2].get("epoch")
+    except ValueError:
+        epoch = "?"
+    return f"The last good checkpoint ({ckpt_path}, epoch {epoch}) was kept."
 
 
 def resolve_device(name: str = "auto") -> torch.device:
@@ -263,20 +288,46 @@ def train(
         nesterov=cfg.nesterov and cfg.momentum > 0,
     )
 
+    scaler = torch.amp.GradScaler(device.type, enabled=cfg.amp == "fp16")
     start_epoch = 0
     history: list[dict[str, float]] = []
     if resume and ckpt_path.exists():
         model_state, opt_state, meta, rng = load_checkpoint(ckpt_path, device)
+        if not isinstance(meta.get("config"), dict) or "epoch" not in meta:
+            raise ValueError(
+                f"{ckpt_path}: checkpoint metadata lacks its configuration or epoch (corrupt, or "
+                "not written by isomax train)"
+            )
         saved = TrainConfig.from_dict(meta["config"])
-        for key in ("dataset", "model", "loss", "epochs", "seed", "batch_size"):
+        for key in RESUME_KEYS:
             if getattr(saved, key) != getattr(cfg, key):
                 raise ValueError(
                     f"cannot resume from {ckpt_path}: it was trained with {key}="
                     f"{getattr(saved, key)!r}, this run asks for {getattr(cfg, key)!r}"
                 )
+        changed = [
+            k
+            for k in (
+                "lr",
+                "momentum",
+                "weight_decay",
+                "schedule",
+                "milestones",
+                "gamma",
+                "warmup_epochs",
+            )
+            if getattr(saved, k) != getattr(cfg, k)
+        ]
+        if changed:
+            log.warning(
+                "resuming with changed %s: the run will differ from an uninterrupted one",
+                ", ".join(changed),
+            )
         model.load_state_dict(model_state)
         if opt_state is not None:
             optimizer.load_state_dict(opt_state)
+        if meta.get("scaler") and scaler.is_enabled():
+            scaler.load_state_dict(meta["scaler"])
         restore_rng(rng)
         start_epoch = int(meta["epoch"])
         if info.is_main:
@@ -293,7 +344,12 @@ def train(
     augment = cfg.augment == "crop_flip" or (
         cfg.augment == "auto" and x_train.dim() == 4 and x_train.shape[-1] >= 16
     )
-    per_rank_batch = max(1, cfg.batch_size // info.world_size)
+    if cfg.batch_size % info.world_size:
+        raise ValueError(
+            f"batch_size {cfg.batch_size} is not divisible by the {info.world_size} processes: "
+            "each rank trains on batch_size / world_size inputs"
+        )
+    per_rank_batch = cfg.batch_size // info.world_size
     train_loader = TensorLoader(
         x_train,
         y_train,
@@ -330,7 +386,6 @@ def train(
             model, device_ids=[device.index] if device.type == "cuda" else None
         )
     step_model = torch.compile(net) if cfg.compile else net
-    scaler = torch.amp.GradScaler(device.type, enabled=cfg.amp == "fp16")
     fpr = (
         FractionalProbabilityRegularization(bundle.num_classes)
         if cfg.fpr_alpha is not None
@@ -381,8 +436,8 @@ def train(
             if (i % 25 == 24 or i == steps_per_epoch - 1) and not torch.isfinite(loss_sum):
                 raise NonFiniteLossError(
                     f"the training loss became {float(loss.detach())} at epoch {epoch + 1}, step {i + 1}; "
-                    f"training stopped. The last good checkpoint ({ckpt_path}, epoch "
-                    f"{epoch}) was kept. Lower the learning rate (now {lr:g}) or use amp='none'."
+                    f"training stopped. {_kept(ckpt_path)} Lower the learning rate (now {lr:g}) "
+                    "or use amp='none'."
                 )
             if progress is not None:
                 elapsed = time.perf_counter() - t0
@@ -412,6 +467,7 @@ def train(
             "seconds": seconds,
         }
         if val_loader is not None:
+            dist_utils.broadcast_buffers(model, info)  # the same BatchNorm statistics everywhere
             row["val_loss"], row["val_acc"] = _evaluate_loader(
                 model, val_loader, eval_criterion, device, cfg.amp, info
             )
@@ -435,6 +491,7 @@ def train(
                     "mean": list(bundle.mean),
                     "std": list(bundle.std),
                     "class_names": list(getattr(bundle, "class_names", []) or []),
+                    "scaler": scaler.state_dict() if scaler.is_enabled() else None,
                 }
                 save_checkpoint(ckpt_path, model, optimizer, meta)
         dist_utils.barrier(info)
