@@ -80,6 +80,34 @@ def _label(name: str) -> str:
     return prefix + base
 
 
+# Settings that do not change what a finished run means.
+_FREE_SETTINGS = {
+    "output_dir",
+    "device",
+    "progress",
+    "data_root",
+    "download",
+    "on_error",
+    "compile",
+    "checkpoint_every",
+}
+
+
+def _check_same_settings(path: Path, saved: dict[str, Any], wanted: dict[str, Any]) -> None:
+    """A finished run is reused only when it was trained with the settings asked for now."""
+    for key, value in wanted.items():
+        if key in _FREE_SETTINGS or key not in saved:
+            continue
+        old = saved[key]
+        if isinstance(old, list) and isinstance(value, tuple | list):
+            old, value = list(old), list(value)
+        if old != value:
+            raise ValueError(
+                f"{path.parent} was trained with {key}={saved[key]!r}, this comparison asks for "
+                f"{value!r}: use another --output-dir, or delete that run folder to redo it"
+            )
+
+
 def check_posthoc_names(names: Sequence[str]) -> None:
     """Validate post-hoc detector names (``energy`` is already a logit score)."""
     from .posthoc import posthoc_names
@@ -107,6 +135,7 @@ def _run_one(
     device: torch.device,
     save_scores: bool,
     posthoc: Sequence[str] = (),
+    max_ood_samples: int | None = None,
 ) -> dict[str, Any]:
     result = train(cfg, resume=True, bundle=bundle)
     model = result.model.to(device)
@@ -135,6 +164,7 @@ def _run_one(
         "evaluation": evaluation.to_dict(),
         "history": result.history,
         "config": cfg.to_dict(),
+        "max_ood_samples": max_ood_samples,
     }
     write_json(run_dir / EVAL_NAME, record)  # last: its presence marks the run finished
     return record
@@ -205,14 +235,21 @@ def compare(
         for seed in seed_list:
             run_dir = out / "runs" / f"{loss}-seed{seed}"
             done = run_dir / EVAL_NAME
+            cfg = base.replace(loss=loss, seed=seed, output_dir=str(run_dir))
             if done.exists():
                 try:
                     record = json.loads(done.read_text())
                 except json.JSONDecodeError:
                     log.warning("%s is unreadable; running %s seed %d again", done, loss, seed)
                 else:
+                    _check_same_settings(done, record.get("config", {}), cfg.to_dict())
                     ev = record["evaluation"]
-                    if set(ev["ood"]) == set(ood_sets) and set(posthoc) <= set(ev["mean"]):
+                    same_eval = record.get("max_ood_samples") == max_ood_samples
+                    if (
+                        same_eval
+                        and set(ev["ood"]) == set(ood_sets)
+                        and set(posthoc) <= set(ev["mean"])
+                    ):
                         runs.append(record)
                         if on_run:
                             on_run(loss, seed, "reused")
@@ -222,8 +259,11 @@ def compare(
                     )
 
             run_dir.mkdir(parents=True, exist_ok=True)
-            cfg = base.replace(loss=loss, seed=seed, output_dir=str(run_dir))
-            runs.append(_run_one(cfg, bundle, ood_sets, run_dir, device, save_scores, posthoc))
+            runs.append(
+                _run_one(
+                    cfg, bundle, ood_sets, run_dir, device, save_scores, posthoc, max_ood_samples
+                )
+            )
             if on_run:
                 on_run(loss, seed, "trained")
     agg = aggregate(runs)

@@ -84,11 +84,11 @@ def aggregate(runs: Sequence[RunResult]) -> dict[str, Any]:
     out: dict[str, Any] = {"id": {}, "ood": {}, "seeds": {}}
     for loss, evals in by_loss.items():
         out["seeds"][loss] = len(evals)
-        out["id"][loss] = {
-            k: list(_mean_std([e["id"][k] for e in evals])) for k in evals[0]["id"] if k != "n"
-        }
+        # keys every run has (runs reused from an earlier call may lack a newer detector)
+        id_keys = [k for k in evals[0]["id"] if k != "n" and all(k in e["id"] for e in evals)]
+        out["id"][loss] = {k: list(_mean_std([e["id"][k] for e in evals])) for k in id_keys}
         per_score: dict[str, dict[str, dict[str, list[float]]]] = {}
-        for score in evals[0]["mean"]:
+        for score in [s for s in evals[0]["mean"] if all(s in e["mean"] for e in evals)]:
             per_score[score] = {}
             for ood in [*evals[0]["ood"], "mean"]:
 
