@@ -107,3 +107,69 @@ def test_milestones_must_be_fractions_and_toml_types_are_checked(tmp_path):
 def test_nan_stop_before_any_checkpoint_says_so(tmp_path):
     with pytest.raises(isomax.engine.NonFiniteLossError, match="No checkpoint had been written"):
         train(_cfg(tmp_path, "nan", model="digits_mlp", epochs=2, lr=1e30))
+
+
+def test_detect_streams_batches_and_matches_one_big_batch(tmp_path, capsys):
+    import numpy as np
+    from PIL import Image
+
+    from isomax.cli import main
+
+    run = tmp_path / "run"
+    assert (
+        main(
+            [
+                "train",
+                "--dataset",
+                "digits",
+                "--model",
+                "digits_mlp",
+                "--epochs",
+                "1",
+                "--device",
+                "cpu",
+                "-q",
+                "--output-dir",
+                str(run),
+            ]
+        )
+        == 0
+    )
+    det = tmp_path / "det.safetensors"
+    assert (
+        main(
+            [
+                "calibrate",
+                str(run / "checkpoint.safetensors"),
+                "--output",
+                str(det),
+                "--device",
+                "cpu",
+            ]
+        )
+        == 0
+    )
+    imgs = tmp_path / "imgs"
+    imgs.mkdir()
+    rng = np.random.default_rng(1)
+    for i in range(5):
+        Image.fromarray((rng.random((8, 8)) * 255).astype("uint8")).save(imgs / f"{i}.png")
+    (imgs / "3b.png").write_bytes(b"broken")
+    outs = []
+    for bs in ("1", "256"):
+        out = tmp_path / f"p{bs}.csv"
+        assert main(["detect", str(det), str(imgs), "--batch-size", bs, "--output", str(out)]) == 0
+        outs.append(out.read_text())
+    rows = [[line.split(",") for line in text.strip().splitlines()] for text in outs]
+    assert len(rows[0]) == len(rows[1]) == 6  # header + 5 readable images
+    for a, b in zip(rows[0][1:], rows[1][1:], strict=True):
+        assert (a[0], a[1], a[5]) == (b[0], b[1], b[5])  # path, class, OOD flag
+        assert float(a[3]) == pytest.approx(float(b[3]), abs=1e-5)  # batch-size rounding only
+
+    assert "5 images" in capsys.readouterr().err
+
+
+def test_compare_refuses_to_run_under_torchrun(monkeypatch):
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    with pytest.raises(ValueError, match="compare runs in one process"):
+        compare(dataset="digits", losses=["isomax"], ood=["gaussian"])

@@ -298,7 +298,7 @@ def cmd_detect(args: argparse.Namespace) -> int:
     import csv
     import io
 
-    from .data import load_images
+    from .data.inputs import iter_image_batches
     from .detector import OODDetector
     from .io import atomic_write_bytes
 
@@ -308,24 +308,32 @@ def cmd_detect(args: argparse.Namespace) -> int:
         raise ValueError(
             f"{args.detector} does not record the input shape; make it with `isomax calibrate`"
         )
-    x, paths, skipped = load_images(
-        args.paths, meta["input_shape"], meta["mean"], meta["std"], on_error=args.on_error
-    )
     names = meta.get("class_names") or []
     buf = io.StringIO()
     writer = csv.DictWriter(
         buf, fieldnames=["path", "class", "class_name", "probability", "score", "is_ood"]
     )
     writer.writeheader()
-    n_ood = 0
-    for start in range(0, len(paths), args.batch_size):
-        pred = detector.predict(x[start : start + args.batch_size])
-        for i in range(len(pred.classes)):
+    n_images = n_ood = n_skipped = 0
+    batches = iter_image_batches(
+        args.paths,
+        meta["input_shape"],
+        meta["mean"],
+        meta["std"],
+        on_error=args.on_error,
+        batch_size=args.batch_size,
+    )
+    for x, paths, skipped in batches:  # one batch of images in memory at a time
+        n_skipped += len(skipped)
+        if not paths:
+            continue
+        pred = detector.predict(x)
+        for i, path in enumerate(paths):
             c = int(pred.classes[i])
             n_ood += bool(pred.is_ood[i])
             writer.writerow(
                 {
-                    "path": paths[start + i],
+                    "path": path,
                     "class": c,
                     "class_name": names[c] if c < len(names) else str(c),
                     "probability": f"{float(pred.probs[i, c]):.6f}",
@@ -333,13 +341,16 @@ def cmd_detect(args: argparse.Namespace) -> int:
                     "is_ood": bool(pred.is_ood[i]),
                 }
             )
+        n_images += len(paths)
+    if n_images == 0:
+        raise ValueError(f"none of the {n_skipped} image files could be read")
     if args.output:
         _ensure_writable(Path(args.output).parent)
         atomic_write_bytes(args.output, buf.getvalue().encode())
     else:
         sys.stdout.write(buf.getvalue())
     print(
-        f"{len(paths)} images, {n_ood} flagged OOD, {len(skipped)} skipped (unreadable)",
+        f"{n_images} images, {n_ood} flagged OOD, {n_skipped} skipped (unreadable)",
         file=sys.stderr,
     )
     return 0

@@ -208,7 +208,13 @@ def compare(
             ``"trained"``, e.g. to print progress.
     """
 
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        raise ValueError(
+            "compare runs in one process; under torchrun use `isomax train` for each run, then "
+            "`isomax compare` (it reuses finished runs) in a single process"
+        )
     seed_list = list(range(seeds)) if isinstance(seeds, int) else [int(s) for s in seeds]
+
     if not seed_list or len(set(seed_list)) != len(seed_list):
         raise ValueError(f"seeds must be a positive count or distinct seeds, got {seeds!r}")
     methods = [get_method(name).name for name in losses]
