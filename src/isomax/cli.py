@@ -76,6 +76,11 @@ def _add_train_options(p: argparse.ArgumentParser, with_loss: bool = True) -> No
     g.add_argument("--weight-decay", type=float)
     g.add_argument("--schedule", choices=["multistep", "onecycle", "cosine", "constant"])
     g.add_argument("--amp", choices=["none", "bf16", "fp16"])
+    g.add_argument(
+        "--augment",
+        choices=["auto", "crop_flip", "none"],
+        help="auto: crop + flip for RGB images of 16 px or more, none otherwise",
+    )
     g.add_argument("--compile", action="store_true", default=None, help="use torch.compile")
     g.add_argument("--channels-last", action="store_true", default=None)
     g.add_argument("--fpr-alpha", type=float, help="DisMax FPR weight: 1, 0.5 or 0.25")
@@ -106,6 +111,7 @@ def _overrides(args: argparse.Namespace) -> dict[str, Any]:
         "weight_decay",
         "schedule",
         "amp",
+        "augment",
         "compile",
         "channels_last",
         "fpr_alpha",

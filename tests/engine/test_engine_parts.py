@@ -132,3 +132,14 @@ def test_checkpoint_round_trip_with_optimizer_state(tmp_path):
     with pytest.raises(UnsafeFileError, match="holds a pickle"):
         load_checkpoint(tmp_path / "evil.safetensors")
     assert math.isfinite(float(model_state["0.weight"].sum()))
+
+
+def test_augmentation_rule():
+    from isomax.engine.trainer import use_augmentation
+
+    assert use_augmentation("auto", (3, 32, 32))  # CIFAR, SVHN
+    assert not use_augmentation("auto", (1, 28, 28))  # MNIST: no flips of digits
+    assert not use_augmentation("auto", (3, 8, 8))
+    assert not use_augmentation("auto", (64,))  # feature vectors
+    assert use_augmentation("crop_flip", (1, 8, 8)) and not use_augmentation("none", (3, 32, 32))
+    assert load_config(preset="fast").augment == "auto" == load_config(preset="paper").augment

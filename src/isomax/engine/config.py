@@ -30,7 +30,9 @@ class TrainConfig:
     gamma: float = 0.1
     warmup_epochs: float = 0.0
     fpr_alpha: float | None = None  # DisMax Fractional Probability Regularization
-    augment: str = "auto"  # auto | crop_flip | none
+    # auto: random crop (padding 4) + horizontal flip for RGB images of 16 px or more (CIFAR,
+    # SVHN, folders), none for grey digits and small images; or crop_flip | none
+    augment: str = "auto"
     amp: str = "none"  # none | bf16 | fp16
     channels_last: bool = False
     compile: bool = False
@@ -135,7 +137,7 @@ PRESETS: dict[str, dict[str, Any]] = {
         schedule="multistep",
         milestones=(0.5, 2 / 3, 5 / 6),
         gamma=0.1,
-        augment="crop_flip",
+        augment="auto",
         amp="none",
         channels_last=False,
         data_on_device="no",
@@ -149,7 +151,7 @@ PRESETS: dict[str, dict[str, Any]] = {
         weight_decay=5e-4,
         schedule="onecycle",
         warmup_epochs=2.0,
-        augment="crop_flip",
+        augment="auto",
         amp="bf16",
         channels_last=True,
         data_on_device="auto",

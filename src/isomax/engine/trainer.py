@@ -151,6 +151,13 @@ def load_bundle(cfg: TrainConfig) -> Any:
     )
 
 
+def use_augmentation(setting: str, input_shape: tuple[int, ...]) -> bool:
+    """Random crop + flip? ``auto``: for RGB images of at least 16 x 16 pixels only."""
+    if setting == "auto":
+        return len(input_shape) == 3 and input_shape[0] == 3 and min(input_shape[1:]) >= 16
+    return setting == "crop_flip"
+
+
 def build_model(cfg: TrainConfig, num_classes: int, in_channels: int) -> nn.Module:
     """The model of a configuration with the head of its loss."""
     from ..models import create_model
@@ -341,9 +348,8 @@ def train(
         cfg.data_on_device == "auto" and device.type != "cpu"
     )
     data_device = device if on_device else torch.device("cpu")
-    augment = cfg.augment == "crop_flip" or (
-        cfg.augment == "auto" and x_train.dim() == 4 and x_train.shape[-1] >= 16
-    )
+    augment = use_augmentation(cfg.augment, tuple(x_train.shape[1:]))
+
     if cfg.batch_size % info.world_size:
         raise ValueError(
             f"batch_size {cfg.batch_size} is not divisible by the {info.world_size} processes: "
