@@ -12,7 +12,8 @@ from __future__ import annotations
 
 import logging
 
-from . import finetune, interop, posthoc, scores
+from . import calibration, data, engine, finetune, interop, metrics, models, posthoc, scores
+from .compare import compare
 from .compat import (
     DisMaxLossFirstPart,
     DisMaxLossSecondPart,
@@ -21,6 +22,7 @@ from .compat import (
     IsoMaxPlusLossFirstPart,
     IsoMaxPlusLossSecondPart,
 )
+from .detector import OODDetector, Prediction
 from .fpr import FPRLoss, FPRTargets, FractionalProbabilityRegularization
 from .heads import DisMaxHead, IsoMaxHead, IsoMaxPlusHead, build_head, pairwise_distances
 from .losses import IsoMaxLoss
@@ -47,11 +49,19 @@ __all__ = [
     "IsoMaxPlusLossFirstPart",
     "IsoMaxPlusLossSecondPart",
     "Method",
+    "OODDetector",
+    "Prediction",
     "__version__",
     "build_head",
+    "calibration",
+    "compare",
+    "data",
+    "engine",
     "finetune",
     "get_method",
     "interop",
+    "metrics",
+    "models",
     "pairwise_distances",
     "param_groups",
     "posthoc",
