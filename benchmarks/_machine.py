@@ -21,3 +21,22 @@ def describe(device: torch.device) -> str:
     except OSError:
         pass
     return f"{model}, {os.cpu_count()} cores, {torch.get_num_threads()} torch threads"
+
+
+def save_result(path: str | None, device: torch.device, args: object, rows: list) -> str:
+    """Write the rows with the machine, torch version, date and arguments; returns the machine."""
+    import json
+    import time
+    from pathlib import Path
+
+    machine = describe(device)
+    if path:
+        result = {
+            "machine": machine,
+            "torch": torch.__version__,
+            "date": time.strftime("%Y-%m-%d"),
+            "args": vars(args),
+            "rows": rows,
+        }
+        Path(path).write_text(json.dumps(result, indent=2) + "\n")
+    return machine

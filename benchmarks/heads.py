@@ -20,18 +20,16 @@ reported, so that machine noise hits all variants alike. Run::
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
 import time
 from collections.abc import Callable
-from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 import isomax
-from _machine import describe
+from _machine import save_result
 from isomax.models import create_model
 
 HEADS = ("linear", "isomax", "isomaxplus", "dismax")
@@ -219,16 +217,7 @@ def main() -> None:
     if not args.skip_resnet:
         rows += bench_train_step(device, args.rounds, batch, args.amp)
         rows += bench_inference(device, args.rounds, batch, args.amp)
-    machine = describe(device)
-    result = {
-        "machine": machine,
-        "torch": torch.__version__,
-        "date": time.strftime("%Y-%m-%d"),
-        "args": vars(args),
-        "rows": rows,
-    }
-    if args.out:
-        Path(args.out).write_text(json.dumps(result, indent=2) + "\n")
+    machine = save_result(args.out, device, args, rows)
     print(f"# {machine}, torch {torch.__version__}, medians of {args.rounds} interleaved rounds")
     print(f"{'benchmark':<22}{'setting':<12}{'head':<28}{'time/ms':>10}{'ratio':>8}")
     for r in rows:

@@ -12,15 +12,12 @@ reported images/s is the median over epochs after the first (warm-up, compilatio
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
 import tempfile
-import time
-from pathlib import Path
 
 import torch
 
-from _machine import describe
+from _machine import save_result
 from isomax.data import TensorImageDataset, make_bundle
 from isomax.engine import load_config, train
 
@@ -91,16 +88,7 @@ def main() -> None:
         if "softmax" in base:
             r["ratio_to_fast_softmax"] = r["images_per_s"] / base["softmax"]["images_per_s"]
     device = torch.device(args.device)
-    machine = describe(device)
-    out = {
-        "machine": machine,
-        "torch": torch.__version__,
-        "date": time.strftime("%Y-%m-%d"),
-        "args": vars(args),
-        "rows": rows,
-    }
-    if args.out:
-        Path(args.out).write_text(json.dumps(out, indent=2) + "\n")
+    machine = save_result(args.out, device, args, rows)
     print(f"# {machine}, torch {torch.__version__}, {args.model}, {args.images} images")
     print(
         f"{'preset':<8}{'loss':<12}{'batch':>6}{'amp':>6}{'images/s':>12}{'x paper':>9}"
