@@ -173,3 +173,17 @@ def test_compare_refuses_to_run_under_torchrun(monkeypatch):
     monkeypatch.setenv("WORLD_SIZE", "2")
     with pytest.raises(ValueError, match="compare runs in one process"):
         compare(dataset="digits", losses=["isomax"], ood=["gaussian"])
+
+
+def test_compare_applies_fpr_to_dismax_only(tmp_path):
+    result = compare(
+        dataset="digits",
+        model="digits_mlp",
+        losses=["softmax", "dismax"],
+        ood=["gaussian"],
+        output_dir=tmp_path / "f",
+        figures=False,
+        overrides={"epochs": 1, "device": "cpu", "fpr_alpha": 0.5},
+    )
+    alphas = {r["loss"]: r["config"]["fpr_alpha"] for r in result.runs}
+    assert alphas == {"softmax": None, "dismax": 0.5}

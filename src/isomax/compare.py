@@ -241,7 +241,14 @@ def compare(
         for seed in seed_list:
             run_dir = out / "runs" / f"{loss}-seed{seed}"
             done = run_dir / EVAL_NAME
-            cfg = base.replace(loss=loss, seed=seed, output_dir=str(run_dir))
+            cfg = base.replace(
+                loss=loss,
+                seed=seed,
+                output_dir=str(run_dir),
+                # FPR is a DisMax option: the other losses train without it
+                fpr_alpha=base.fpr_alpha if loss == "dismax" else None,
+            )
+
             if done.exists():
                 try:
                     record = json.loads(done.read_text())
