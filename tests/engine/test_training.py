@@ -203,3 +203,17 @@ def test_progress_bar_shows_loss_accuracy_and_throughput(tmp_path, capsys):
     train(_cfg(tmp_path, "pb", epochs=1, progress=True))
     err = capsys.readouterr().err
     assert "epoch 1/1" in err and "loss=" in err and "acc=" in err and "img_s=" in err
+
+
+def test_a_checkpoint_write_cut_by_a_crash_is_ignored_and_cleaned(tmp_path):
+    """SIGKILL during a write leaves a partial temporary file; the checkpoint itself is whole."""
+    train(_cfg(tmp_path, "w", epochs=3), max_epochs_this_run=1)
+    ckpt = tmp_path / "w" / "checkpoint.safetensors"
+    partial = tmp_path / "w" / ".checkpoint.safetensors.abc123.tmp"
+    partial.write_bytes(ckpt.read_bytes()[: ckpt.stat().st_size // 2])  # a cut write
+    resumed = train(_cfg(tmp_path, "w", epochs=3), resume=True)
+    straight = train(_cfg(tmp_path, "s", epochs=3))
+    a, b = _weights(resumed.checkpoint), _weights(straight.checkpoint)
+    for k in a:
+        assert torch.equal(a[k], b[k]), k
+    assert not partial.exists()

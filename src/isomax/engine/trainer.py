@@ -263,9 +263,13 @@ def train(
         device = torch.device("cuda", info.local_rank)
         torch.cuda.set_device(device)
     out = Path(cfg.output_dir)
+    ckpt_path = out / CHECKPOINT_NAME
     if info.is_main:
         out.mkdir(parents=True, exist_ok=True)
-    ckpt_path = out / CHECKPOINT_NAME
+        # a process killed while writing a checkpoint leaves its temporary file behind
+        for stale in out.glob(f".{CHECKPOINT_NAME}.*.tmp"):
+            log.info("removing %s, left by an interrupted checkpoint write", stale)
+            stale.unlink(missing_ok=True)
 
     if bundle is None:
         bundle = load_bundle(cfg)
