@@ -17,7 +17,11 @@ EXPECTED = [
     "mlp",
     "mnist_cnn",
     "resnet18",
+    "resnet20",
+    "resnet32",
     "resnet34",
+    "resnet56",
+    "resnet8",
     "wrn28_10",
 ]
 
@@ -41,7 +45,14 @@ def clean_registry(monkeypatch: pytest.MonkeyPatch) -> None:
 
 def test_list_models_has_the_documented_names() -> None:
     assert list_models() == EXPECTED
-    assert list_models("resnet*") == ["resnet18", "resnet34"]
+    assert list_models("resnet*") == [
+        "resnet18",
+        "resnet20",
+        "resnet32",
+        "resnet34",
+        "resnet56",
+        "resnet8",
+    ]
     assert list_models("DIGITS_*") == ["digits_cnn", "digits_mlp"]
     assert list_models("nothing*") == []
 

@@ -29,6 +29,8 @@ IMAGE_MODELS: dict[str, tuple[tuple[int, int, int], int]] = {
     "resnet34": ((3, 16, 16), 512),
     "densenet100": ((3, 16, 16), 342),
     "wrn28_10": ((3, 16, 16), 640),
+    "resnet8": ((3, 32, 32), 64),
+    "resnet20": ((3, 16, 16), 64),
     "digits_cnn": ((1, 8, 8), 64),
     "digits_mlp": ((1, 8, 8), 64),
     "mnist_cnn": ((1, 28, 28), 128),
@@ -38,6 +40,9 @@ IMAGE_MODELS: dict[str, tuple[tuple[int, int, int], int]] = {
 PARAMETER_COUNTS = {
     "resnet18": 11.17e6,
     "resnet34": 21.28e6,
+    "resnet20": 0.27e6,
+    "resnet32": 0.46e6,
+    "resnet56": 0.85e6,
     "densenet100": 0.769e6,
     "wrn28_10": 36.5e6,
 }
@@ -295,3 +300,27 @@ def test_small_models_train(
     losses = _train_steps(name, head, loss_fn)
     assert all(v == v for v in losses)  # no NaN
     assert losses[-1] < 0.7 * losses[0], losses
+
+
+def test_thin_resnet_option_a_shortcut_is_subsample_and_zero_pad() -> None:
+    """He et al.'s parameter-free shortcut, checked against a hand-written reference."""
+    from isomax.models.resnet import BasicBlock
+
+    block = BasicBlock(16, 32, stride=2, projection=False)
+    assert not list(block.shortcut.parameters())
+    x = torch.randn(2, 16, 8, 8)
+    expected = torch.zeros(2, 32, 4, 4)
+    expected[:, 8:24] = x[:, :, ::2, ::2]
+    torch.testing.assert_close(block.shortcut(x), expected, rtol=0, atol=0)
+    # depth 6n + 2: n blocks per stage, 2 convolutions each, plus the stem and the head
+    model = create_model("resnet20", NUM_CLASSES)
+    convs = [m for m in model.modules() if isinstance(m, nn.Conv2d)]
+    assert len(convs) + 1 == 20
+
+
+@pytest.mark.parametrize("bad", [0, -1, True, 2.0])
+def test_thin_resnet_rejects_bad_depth(bad: object) -> None:
+    from isomax.models import ThinResNet
+
+    with pytest.raises(ValueError, match="blocks must be a positive integer"):
+        ThinResNet(bad, NUM_CLASSES)  # type: ignore[arg-type]
