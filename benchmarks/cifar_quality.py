@@ -30,6 +30,28 @@ import time
 from pathlib import Path
 
 LOSSES = ("softmax", "isomax", "isomaxplus", "dismax")
+FINAL_RESERVE_S = 45.0  # the final report and copying the results
+RUN_OVERHEAD_S = 40.0  # per run: start, data decoding, evaluation (measured: about 30 s)
+
+
+def fit_epochs(args: argparse.Namespace, runs: int, train_images: int, spent: float) -> int:
+    """The most epochs (at most ``--epochs``) with which ``runs`` runs fit the time budget.
+
+    Runs sharing the device split its throughput, so the training time of all runs is
+    ``runs * epochs * train_images / images_per_s`` whatever ``--parallel`` is; each wave of
+    ``--parallel`` runs adds a fixed overhead.
+    """
+    if not args.time_budget:
+        raise SystemExit("--fit-epochs needs --time-budget")
+    waves = -(-runs // args.parallel)
+    usable = args.time_budget - spent - FINAL_RESERVE_S - waves * RUN_OVERHEAD_S
+    epochs = min(args.epochs, int(usable * args.fit_epochs / (runs * train_images)))
+    if epochs < 1:
+        raise SystemExit(
+            f"{runs} runs do not fit in {args.time_budget:.0f}s at {args.fit_epochs:.0f} "
+            "images/s: give fewer seeds or losses, or more time"
+        )
+    return epochs
 
 
 def _subset_folder(src: Path, dest: Path, per_class: int) -> Path:
@@ -58,6 +80,21 @@ def main() -> None:
     p.add_argument("--parallel", type=int, default=4, help="runs sharing the device at once")
     p.add_argument("--subset", type=int, default=0, help="images per class (smoke tests)")
     p.add_argument("--extra", default="", help="more `isomax compare` options, quoted")
+    p.add_argument(
+        "--time-budget",
+        type=float,
+        default=0.0,
+        help="seconds for this invocation: start no run the budget cannot fit, stop runs "
+        "still going near the end (they resume on the next invocation); 0: no limit",
+    )
+    p.add_argument(
+        "--fit-epochs",
+        type=float,
+        default=0.0,
+        metavar="IMAGES_PER_S",
+        help="lower --epochs so that every run fits in --time-budget, given the training "
+        "images/s of one run alone on the device (e.g. from train_speed.py)",
+    )
     args = p.parse_args()
 
     sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
@@ -81,6 +118,7 @@ def main() -> None:
             q for q in extracted.parents if (q / "train").is_dir() and (q / "test").is_dir()
         )
         dataset = str(_subset_folder(root, out / "subset", args.subset))
+        bundle = get_dataset(dataset, root=data)
     print(f"data ready in {time.perf_counter() - t0:.0f}s", flush=True)
 
     common = [
@@ -102,12 +140,26 @@ def main() -> None:
         str(out),
         *args.extra.split(),
     ]
-    jobs = [(loss, seed) for seed in args.seeds.split(",") for loss in args.losses.split(",")]
-    running: list[tuple[subprocess.Popen, str]] = []
+    losses = args.losses.split(",")
+    jobs = [(loss, seed) for seed in args.seeds.split(",") for loss in losses]
+    if args.fit_epochs:
+        chosen = out / "fitted_epochs.json"  # later invocations keep the first choice
+        if chosen.exists():
+            args.epochs = json.loads(chosen.read_text())["epochs"]
+        else:
+            spent = time.perf_counter() - t0
+            args.epochs = fit_epochs(args, len(jobs), len(bundle.train), spent)
+            chosen.write_text(json.dumps({"epochs": args.epochs, "images_per_s": args.fit_epochs}))
+        common[common.index("--epochs") + 1] = str(args.epochs)
+        print(f"--fit-epochs: {args.epochs} epochs for every run ({chosen})", flush=True)
+    running: list[tuple[subprocess.Popen, str, float]] = []
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1] / "src")}
-    failed = []
+    failed, stopped, durations = [], [], []
     while jobs or running:
-        while jobs and len(running) < args.parallel:
+        elapsed = time.perf_counter() - t0
+        deadline = args.time_budget - FINAL_RESERVE_S if args.time_budget else float("inf")
+        estimate = max(durations, default=0.0)
+        while jobs and len(running) < args.parallel and elapsed + estimate < deadline:
             loss, seed = jobs.pop(0)
             log = open(out / f"worker-{loss}-seed{seed}.log", "w")
             cmd = [
@@ -122,31 +174,48 @@ def main() -> None:
                 "--no-figures",
                 *common,
             ]
-            running.append(
-                (
-                    subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env),
-                    f"{loss}-seed{seed}",
-                )
-            )
+            proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env)
+            running.append((proc, f"{loss}-seed{seed}", time.perf_counter()))
+        if jobs and not running:  # the budget cannot fit another run
+            names = [f"{loss}-seed{seed}" for loss, seed in jobs]
+            print(f"time budget: not started {names}", flush=True)
+            break
         time.sleep(2)
-        for proc, name in list(running):
-            if proc.poll() is not None:
-                running.remove((proc, name))
+        for proc, name, started in list(running):
+            if proc.poll() is None and time.perf_counter() - t0 > deadline:
+                proc.terminate()  # checkpoints are atomic: the next invocation resumes it
+                try:
+                    proc.wait(timeout=20)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+                    proc.wait()
+                stopped.append(name)
+                running.remove((proc, name, started))
+                print(f"[{time.perf_counter() - t0:6.0f}s] {name}: stopped (budget)", flush=True)
+            elif proc.poll() is not None:
+                running.remove((proc, name, started))
                 status = "done" if proc.returncode == 0 else f"FAILED ({proc.returncode})"
                 if proc.returncode:
                     failed.append(name)
+                else:
+                    durations.append(time.perf_counter() - started)
                 print(f"[{time.perf_counter() - t0:6.0f}s] {name}: {status}", flush=True)
+    results = out / "results"
+    results.mkdir(exist_ok=True)
+    for d in (out / "runs").iterdir():
+        if (d / "evaluation.json").exists():
+            shutil.copy(d / "evaluation.json", results / f"{d.name}.json")
     if failed:
         sys.exit(f"failed runs: {failed} (see {out}/worker-*.log)")
-    # one last compare over every finished run in the folder writes the full report
-    done = sorted(
-        {
-            d.name.rsplit("-seed", 1)[1]
-            for d in (out / "runs").iterdir()
-            if (d / "evaluation.json").exists()
-        },
-        key=int,
-    )
+    # the report covers the seeds finished with every loss (other runs wait for a later call)
+    finished = {d.name for d in (out / "runs").iterdir() if (d / "evaluation.json").exists()}
+    seeds = {name.rsplit("-seed", 1)[1] for name in finished}
+    done = sorted((s for s in seeds if all(f"{x}-seed{s}" in finished for x in losses)), key=int)
+    if not done:
+        for name in ("report.md", "results.json", "summary.csv", "full.csv"):
+            (out / name).unlink(missing_ok=True)  # a single worker's partial report
+        sys.exit(f"no seed finished with every loss yet (finished: {sorted(finished)})")
+    # one last compare over those runs (all reused, nothing trained) writes the full report
     subprocess.run(
         [
             sys.executable,
@@ -162,11 +231,6 @@ def main() -> None:
         check=True,
         env=env,
     )
-    results = out / "results"
-    results.mkdir(exist_ok=True)
-    for d in (out / "runs").iterdir():
-        if (d / "evaluation.json").exists():
-            shutil.copy(d / "evaluation.json", results / f"{d.name}.json")
     summary = json.loads((out / "results.json").read_text())["aggregate"]
     (results / "aggregate.json").write_text(json.dumps(summary, indent=2) + "\n")
     print(f"total {time.perf_counter() - t0:.0f}s; report: {out / 'report.md'}")

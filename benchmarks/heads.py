@@ -165,6 +165,8 @@ def bench_train_step(device: torch.device, rounds: int, batch: int, amp: str) ->
 def bench_inference(device: torch.device, rounds: int, batch: int, amp: str) -> list[dict]:
     models = _models(device, channels_last=device.type == "cuda")
     x = torch.randn(batch, 3, 32, 32, device=device)
+    if device.type == "cuda":
+        x = x.contiguous(memory_format=torch.channels_last)
     ctx = (
         torch.autocast(device.type, dtype=torch.bfloat16)
         if amp == "bf16"

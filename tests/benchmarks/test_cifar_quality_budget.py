@@ -1,0 +1,48 @@
+"""The epoch fitting of benchmarks/cifar_quality.py: every run fits the GPU call's budget."""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import sys
+from pathlib import Path
+
+import pytest
+
+SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "cifar_quality.py"
+
+
+@pytest.fixture(scope="module")
+def cq():
+    spec = importlib.util.spec_from_file_location("_cifar_quality", SCRIPT)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    yield module
+    del sys.modules[spec.name]
+
+
+def _args(**kw: float) -> argparse.Namespace:
+    return argparse.Namespace(**{"epochs": 30, "parallel": 4, "time_budget": 600.0, **kw})
+
+
+def test_fit_epochs_by_hand(cq) -> None:
+    # 12 runs of 45,000 images in 3 waves: 600 - 10 spent - reserve - 3 waves of overhead
+    usable = 600 - 10 - cq.FINAL_RESERVE_S - 3 * cq.RUN_OVERHEAD_S
+    expected = int(usable * 30000 / (12 * 45000))
+    assert 1 <= expected < 30
+    assert cq.fit_epochs(_args(fit_epochs=30000.0), 12, 45000, 10.0) == expected
+    # the training time of the chosen count fits; one epoch more would not
+    assert 12 * expected * 45000 / 30000 <= usable < 12 * (expected + 1) * 45000 / 30000
+
+
+def test_fit_epochs_never_exceeds_the_requested_count(cq) -> None:
+    assert cq.fit_epochs(_args(fit_epochs=1e9), 12, 45000, 0.0) == 30
+
+
+def test_fit_epochs_refuses_what_cannot_fit(cq) -> None:
+    with pytest.raises(SystemExit, match="12 runs do not fit in 600s at 100 images/s"):
+        cq.fit_epochs(_args(fit_epochs=100.0), 12, 45000, 0.0)
+    with pytest.raises(SystemExit, match="needs --time-budget"):
+        cq.fit_epochs(_args(fit_epochs=100.0, time_budget=0.0), 12, 45000, 0.0)
