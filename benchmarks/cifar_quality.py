@@ -202,13 +202,13 @@ def main() -> None:
                 print(f"[{time.perf_counter() - t0:6.0f}s] {name}: {status}", flush=True)
     results = out / "results"
     results.mkdir(exist_ok=True)
-    for d in (out / "runs").iterdir():
-        if (d / "evaluation.json").exists():
-            shutil.copy(d / "evaluation.json", results / f"{d.name}.json")
+    run_dirs = list((out / "runs").iterdir()) if (out / "runs").is_dir() else []
+    finished = {d.name for d in run_dirs if (d / "evaluation.json").exists()}
+    for name in finished:
+        shutil.copy(out / "runs" / name / "evaluation.json", results / f"{name}.json")
     if failed:
-        sys.exit(f"failed runs: {failed} (see {out}/worker-*.log)")
+        print(f"failed runs: {failed} (see {out}/worker-*.log)", flush=True)
     # the report covers the seeds finished with every loss (other runs wait for a later call)
-    finished = {d.name for d in (out / "runs").iterdir() if (d / "evaluation.json").exists()}
     seeds = {name.rsplit("-seed", 1)[1] for name in finished}
     done = sorted((s for s in seeds if all(f"{x}-seed{s}" in finished for x in losses)), key=int)
     if not done:
@@ -233,7 +233,11 @@ def main() -> None:
     )
     summary = json.loads((out / "results.json").read_text())["aggregate"]
     (results / "aggregate.json").write_text(json.dumps(summary, indent=2) + "\n")
-    print(f"total {time.perf_counter() - t0:.0f}s; report: {out / 'report.md'}")
+    print(
+        f"total {time.perf_counter() - t0:.0f}s; seeds {','.join(done)}; report: {out / 'report.md'}"
+    )
+    if failed:
+        sys.exit(1)
 
 
 if __name__ == "__main__":

@@ -3,7 +3,9 @@ the linear one, with the real engine (:func:`isomax.engine.train`) in the same r
 
 Images are synthetic CIFAR-shaped uint8 tensors (throughput does not depend on their content),
 so the benchmark needs no data files. Each configuration trains ``--epochs`` epochs; the
-reported images/s is the median over epochs after the first (warm-up, compilation). Run::
+reported images/s is the median over epochs after the first (warm-up, compilation). A
+configuration listed more than once in ``--configs`` is measured in each place and reported once,
+with the median over all its runs (list them symmetrically, e.g. ``A,B,B,A``). Run::
 
     python benchmarks/train_speed.py --device cuda --images 50000 --epochs 3   # a GPU
     python benchmarks/train_speed.py --device cpu --images 512 --epochs 2 --model digits_cnn
@@ -67,6 +69,22 @@ def run(preset: str, loss: str, args: argparse.Namespace, bundle) -> dict:
     }
 
 
+def merge_repeats(rows: list[dict]) -> list[dict]:
+    """One row per (preset, loss): a configuration listed several times (e.g. A,B,B,A, which
+    cancels a slow drift of the machine) gets the median over the epochs of all its runs."""
+    merged: dict[tuple[str, str], dict] = {}
+    for r in rows:
+        key = (r["preset"], r["loss"])
+        if key in merged:
+            m = merged[key]
+            m["per_epoch"] = m["per_epoch"] + r["per_epoch"]
+            m["runs"] += 1
+            m["images_per_s"] = statistics.median(m["per_epoch"])
+        else:
+            merged[key] = {**r, "runs": 1}
+    return list(merged.values())
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--device", default="cpu")
@@ -79,7 +97,7 @@ def main() -> None:
     args = p.parse_args()
     shape = (1, 8, 8) if args.model.startswith("digits") else (3, 32, 32)
     bundle = synthetic_bundle(args.images, shape)
-    rows = [run(*c.split(":"), args, bundle) for c in args.configs.split(",")]
+    rows = merge_repeats([run(*c.split(":"), args, bundle) for c in args.configs.split(",")])
     base = {r["loss"]: r for r in rows if r["preset"] == "fast"}
     paper = next((r for r in rows if r["preset"] == "paper"), None)
     for r in rows:

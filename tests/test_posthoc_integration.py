@@ -140,3 +140,37 @@ def test_cli_compare_and_calibrate_with_posthoc(tmp_path, capsys):
         == 2
     )
     assert "unknown post-hoc detector 'energy'" in capsys.readouterr().err
+
+
+def test_fit_posthoc_decodes_image_files_once_for_every_detector(tmp_path, monkeypatch):
+    """The detectors are fitted from one threaded decoding of the training split, with the same
+    result as fitting each from a DataLoader over the dataset."""
+    import numpy as np
+    from PIL import Image
+    from PIL import Image as pil_image
+
+    from isomax.compare import fit_posthoc
+    from isomax.data import get_dataset
+
+    rng = np.random.default_rng(0)
+    for cls, shade in (("a", 40), ("b", 200)):
+        (tmp_path / "imgs" / cls).mkdir(parents=True)
+        for i in range(40):
+            img = np.clip(rng.normal(shade, 30, (8, 8, 3)), 0, 255).astype("uint8")
+            Image.fromarray(img).save(tmp_path / "imgs" / cls / f"{i}.png")
+    bundle = get_dataset(f"folder:{tmp_path / 'imgs'}", root=tmp_path / "cache", split_val=0.0)
+    torch.manual_seed(0)
+    model = create_model("digits_cnn", num_classes=2, in_channels=3, head="isomaxplus").eval()
+
+    opened = []
+    real_open = pil_image.open
+    monkeypatch.setattr(pil_image, "open", lambda *a, **k: opened.append(1) or real_open(*a, **k))
+    fitted = fit_posthoc(model, ["knn", "mahalanobis", "vim"], bundle.train, 7)
+    assert len(opened) == len(bundle.train) >= 50  # once, not once per detector
+    monkeypatch.setattr(pil_image, "open", real_open)
+
+    loader = DataLoader(bundle.train, batch_size=7, shuffle=False)
+    x = torch.randn(5, 3, 8, 8)
+    for name, det in fitted.items():
+        reference = posthoc.get_detector(name, model).fit(loader)
+        torch.testing.assert_close(det.score(x), reference.score(x), rtol=1e-5, atol=1e-6)

@@ -123,8 +123,40 @@ def fit_posthoc(model: Any, names: Sequence[str], fit_data: Any, batch_size: int
     from .posthoc import get_detector
 
     check_posthoc_names(names)
-    loader = torch.utils.data.DataLoader(fit_data, batch_size=batch_size, shuffle=False)
-    return {name: get_detector(name, model).fit(loader) for name in names}
+    if not names:
+        return {}
+    batches = _fit_batches(fit_data, batch_size)
+    return {name: get_detector(name, model).fit(batches) for name in names}
+
+
+class _NormalizedBatches:
+    """Re-iterable normalised batches of raw images held in memory."""
+
+    def __init__(self, x: torch.Tensor, y: torch.Tensor, mean: Any, std: Any, size: int) -> None:
+        self.x, self.y, self.mean, self.std, self.size = x, y, mean, std, size
+
+    def __iter__(self) -> Any:
+        from .data import normalize
+
+        for i in range(0, len(self.y), self.size):
+            yield (
+                normalize(self.x[i : i + self.size], self.mean, self.std),
+                self.y[i : i + self.size],
+            )
+
+
+def _fit_batches(fit_data: Any, batch_size: int) -> Any:
+    """Batches to fit detectors on: image files are decoded once (by threads) for them all.
+
+    The training split is held in memory during training anyway, so decoding it once here
+    costs no more memory than training did.
+    """
+    from .data import ImageDataset, to_tensors
+
+    if isinstance(fit_data, ImageDataset) and fit_data.transform is None:
+        x, y = to_tensors(fit_data)
+        return _NormalizedBatches(x, y, fit_data.mean, fit_data.std, batch_size)
+    return torch.utils.data.DataLoader(fit_data, batch_size=batch_size, shuffle=False)
 
 
 def _run_one(

@@ -46,3 +46,25 @@ def test_fit_epochs_refuses_what_cannot_fit(cq) -> None:
         cq.fit_epochs(_args(fit_epochs=100.0), 12, 45000, 0.0)
     with pytest.raises(SystemExit, match="needs --time-budget"):
         cq.fit_epochs(_args(fit_epochs=100.0, time_budget=0.0), 12, 45000, 0.0)
+
+
+def test_train_speed_merges_repeated_configurations() -> None:
+    spec = importlib.util.spec_from_file_location(
+        "_train_speed", SCRIPT.parent / "train_speed.py", submodule_search_locations=None
+    )
+    assert spec is not None and spec.loader is not None
+    sys.path.insert(0, str(SCRIPT.parent))
+    try:
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+    finally:
+        sys.path.remove(str(SCRIPT.parent))
+    rows = [
+        {"preset": "fast", "loss": "softmax", "per_epoch": [10.0, 12.0], "images_per_s": 11.0},
+        {"preset": "fast", "loss": "isomaxplus", "per_epoch": [9.0], "images_per_s": 9.0},
+        {"preset": "fast", "loss": "softmax", "per_epoch": [20.0], "images_per_s": 20.0},
+    ]
+    merged = module.merge_repeats(rows)
+    assert [(r["loss"], r["runs"]) for r in merged] == [("softmax", 2), ("isomaxplus", 1)]
+    assert merged[0]["per_epoch"] == [10.0, 12.0, 20.0]
+    assert merged[0]["images_per_s"] == 12.0  # the median over all epochs of both runs

@@ -217,3 +217,62 @@ def test_a_checkpoint_write_cut_by_a_crash_is_ignored_and_cleaned(tmp_path):
     for k in a:
         assert torch.equal(a[k], b[k]), k
     assert not partial.exists()
+
+
+class _OnlyAfterTo:
+    """A batch tensor that must be moved with ``.to(device)`` before use (like CPU data for a
+    CUDA model); using it directly fails, as a CPU tensor does on a GPU."""
+
+    def __init__(self, value: torch.Tensor) -> None:
+        self.value = value
+        self.moved_to: list[torch.device] = []
+
+    def to(self, device, non_blocking: bool = False):
+        self.moved_to.append(torch.device(device))
+        return self.value
+
+    def __len__(self) -> int:
+        return len(self.value)
+
+
+def test_validation_moves_each_batch_to_the_model_device():
+    """Regression: with data_on_device="no" the validation batches stayed on the CPU while the
+    model was on the GPU."""
+    from isomax.engine import distributed
+    from isomax.engine.trainer import _evaluate_loader
+
+    torch.manual_seed(0)
+    model = torch.nn.Linear(4, 3)
+    x, y = torch.randn(6, 4), torch.tensor([0, 1, 2, 0, 1, 2])
+    bx, by = _OnlyAfterTo(x), _OnlyAfterTo(y)
+    loss, acc = _evaluate_loader(
+        model,
+        [(bx, by)],
+        torch.nn.CrossEntropyLoss(),
+        torch.device("cpu"),
+        "none",
+        distributed.DistInfo(),
+    )
+    assert bx.moved_to == [torch.device("cpu")] and by.moved_to == [torch.device("cpu")]
+    with torch.no_grad():
+        logits = model(x)
+    assert loss == pytest.approx(float(torch.nn.functional.cross_entropy(logits, y)), rel=1e-6)
+    assert acc == pytest.approx(float((logits.argmax(1) == y).float().mean()))
+
+
+def test_a_broken_tensorboard_install_only_disables_tensorboard(tmp_path, monkeypatch, caplog):
+    import logging
+    import types
+
+    from isomax.engine.trainer import _tensorboard
+
+    fake = types.ModuleType("torch.utils.tensorboard")
+
+    def broken_writer(**kwargs):
+        raise AttributeError("module 'google.protobuf' has no attribute 'x'")
+
+    fake.SummaryWriter = broken_writer  # type: ignore[attr-defined]
+    monkeypatch.setitem(sys.modules, "torch.utils.tensorboard", fake)
+    with caplog.at_level(logging.WARNING):
+        assert _tensorboard(tmp_path) is None
+    assert "TensorBoard logging disabled: AttributeError" in caplog.text

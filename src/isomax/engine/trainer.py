@@ -189,9 +189,13 @@ def _tensorboard(out: Path) -> Any:
     """A TensorBoard writer under ``out/tensorboard`` when tensorboard is installed, else None."""
     try:
         from torch.utils.tensorboard import SummaryWriter
+
+        return SummaryWriter(log_dir=str(out / "tensorboard"))
     except ImportError:
         return None
-    return SummaryWriter(log_dir=str(out / "tensorboard"))
+    except Exception as exc:  # a broken tensorboard install must not stop training
+        log.warning("TensorBoard logging disabled: %s: %s", type(exc).__name__, exc)
+        return None
 
 
 def _truncate_logs(out: Path, epochs_done: int) -> list[dict[str, float]]:
@@ -225,6 +229,8 @@ def _evaluate_loader(
     model.eval()
     loss_sum, correct, count = 0.0, 0.0, 0.0
     for x, y in loader:
+        # the loader's data may stay on the CPU (data_on_device="no") while the model is not
+        x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
         with _autocast(device, amp):
             logits = model(x)
         loss_sum += float(criterion(logits.float(), y)) * len(y)
