@@ -6,11 +6,18 @@ trained with the ``fast`` preset for the same budget with every loss and seed; s
 the GPU at once. Every run is an ``isomax compare`` run in one output folder, so the runs can be
 spread over several invocations (``--seeds 0,1`` then ``--seeds 2``) and are reused when done.
 
-GPU (about 9 minutes for 4 losses x 2 seeds on one H100)::
+On a GPU, through ``benchmarks/gpu_suite.sh`` (which also measures the speed and picks the
+epochs so that every run fits its budget), or by hand::
 
     mkdir -p .data/MNIST/raw && cp ../shared/data/*.tar.xz .data/ \
         && cp ../shared/data/mnist_test/* .data/MNIST/raw/
-    python benchmarks/cifar_quality.py --data .data --seeds 0,1 --parallel 4 --out runs/cifar
+    python benchmarks/cifar_quality.py --data .data --seeds 0,1,2 --parallel 4 --out runs/cifar \
+        --time-budget 480 --fit-epochs 25000   # 25000: one run's images/s (train_speed.py)
+
+With ``--time-budget`` no run starts that the budget cannot fit (judged from the runs already
+finished) and runs still going near the end are stopped; their checkpoints let a later
+invocation with the same ``--out`` finish them. The report covers the seeds finished with every
+loss.
 
 CPU smoke test (a few images per class, one epoch)::
 
