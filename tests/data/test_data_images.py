@@ -197,3 +197,22 @@ def test_missing_paths(tmp_path: Path) -> None:
         get_dataset(f"folder:{tmp_path / 'nope'}")
     with pytest.raises(FileNotFoundError):
         get_dataset(str(tmp_path / "nope.tar.gz"))
+
+
+@pytest.mark.parametrize("workers", [1, 3])
+@pytest.mark.parametrize("batch", [1, 4, 1000])
+def test_stream_raw_batches_equal_to_tensors_in_order(
+    tmp_path: Path, workers: int, batch: int
+) -> None:
+    from isomax.data.core import stream_raw_batches
+
+    root, bad = _with_corrupt(tmp_path / "d")
+    ds = ImageFolderDataset(root, image_size=8, on_error="skip")
+    parts = list(stream_raw_batches(ds, batch, num_workers=workers))
+    assert all(len(y) <= batch for _, y in parts)
+    x, y = torch.cat([p[0] for p in parts]), torch.cat([p[1] for p in parts])
+    x_ref, y_ref = to_tensors(ds, num_workers=1)
+    assert x.shape[0] == len(ds) - len(bad)
+    assert torch.equal(x, x_ref) and torch.equal(y, y_ref)
+    with pytest.raises(ValueError, match="batch_size must be >= 1"):
+        next(stream_raw_batches(ds, 0))

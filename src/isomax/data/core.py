@@ -19,7 +19,7 @@ import logging
 import math
 import os
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
@@ -443,6 +443,27 @@ def _iter_raw_batches(
         return [dataset.raw_batch(g) for g in groups]
     with ThreadPoolExecutor(max_workers=workers) as pool:
         return list(pool.map(dataset.raw_batch, groups))
+
+
+def stream_raw_batches(
+    dataset: ImageDataset, batch_size: int = 512, num_workers: int | None = None
+) -> Iterator[tuple[Tensor, Tensor]]:
+    """Raw batches ``(x, y)`` of ``dataset`` in order, one batch in memory at a time.
+
+    Each batch is decoded by ``num_workers`` threads (default ``min(8, cpu_count)``), so image
+    files stream as fast as :func:`to_tensors` decodes them without holding them all.
+    """
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    workers = default_num_workers() if num_workers is None else max(1, int(num_workers))
+    n = len(dataset)
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        for start in range(0, n, batch_size):
+            stop = min(start + batch_size, n)
+            step = -(-(stop - start) // workers)
+            groups = [range(i, min(i + step, stop)) for i in range(start, stop, step)]
+            parts = list(pool.map(dataset.raw_batch, groups))
+            yield torch.cat([p[0] for p in parts]), torch.cat([p[1] for p in parts])
 
 
 def to_tensors(

@@ -62,9 +62,9 @@ def _loader(data: Any, batch_size: int) -> Iterable[Any]:
 def _image_batches(ds: Any, batch_size: int) -> Iterable[tuple[Tensor, Tensor]]:
     """Vectorised batches of an isomax image dataset: one batch in memory at a time."""
     from ..data import normalize
+    from ..data.core import stream_raw_batches
 
-    for start in range(0, len(ds), batch_size):
-        x, y = ds.raw_batch(range(start, min(start + batch_size, len(ds))))
+    for x, y in stream_raw_batches(ds, batch_size):
         if len(y):
             yield normalize(x, ds.mean, ds.std), y
 
