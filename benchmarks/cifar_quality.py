@@ -19,6 +19,13 @@ finished) and runs still going near the end are stopped; their checkpoints let a
 invocation with the same ``--out`` finish them. The report covers the seeds finished with every
 loss.
 
+On a CPU, at a smaller scale (ResNet-8, 6 epochs; BENCHMARKS.md section 3, ~80 minutes on 2
+cores)::
+
+    OMP_NUM_THREADS=1 python benchmarks/cifar_quality.py --data .data --model resnet8 \
+        --epochs 6 --device cpu --parallel 2 --seeds 0,1,2 --out runs/cifar-cpu \
+        --extra "--amp none --batch-size 128 --lr 0.1 --posthoc knn,mahalanobis"
+
 CPU smoke test (a few images per class, one epoch)::
 
     python benchmarks/cifar_quality.py --data .data --subset 20 --epochs 1 --device cpu \
