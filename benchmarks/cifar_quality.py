@@ -46,20 +46,21 @@ from pathlib import Path
 LOSSES = ("softmax", "isomax", "isomaxplus", "dismax")
 FINAL_RESERVE_S = 45.0  # the final report and copying the results
 RUN_OVERHEAD_S = 40.0  # per run: start, data decoding, evaluation (measured: about 30 s)
+SHARING = 0.85  # runs time-sliced on one GPU get together somewhat less than one run alone
 
 
 def fit_epochs(args: argparse.Namespace, runs: int, train_images: int, spent: float) -> int:
     """The most epochs (at most ``--epochs``) with which ``runs`` runs fit the time budget.
 
     Runs sharing the device split its throughput, so the training time of all runs is
-    ``runs * epochs * train_images / images_per_s`` whatever ``--parallel`` is; each wave of
-    ``--parallel`` runs adds a fixed overhead.
+    ``runs * epochs * train_images / (SHARING * images_per_s)`` whatever ``--parallel`` is;
+    each wave of ``--parallel`` runs adds a fixed overhead.
     """
     if not args.time_budget:
         raise SystemExit("--fit-epochs needs --time-budget")
     waves = -(-runs // args.parallel)
     usable = args.time_budget - spent - FINAL_RESERVE_S - waves * RUN_OVERHEAD_S
-    epochs = min(args.epochs, int(usable * args.fit_epochs / (runs * train_images)))
+    epochs = min(args.epochs, int(usable * SHARING * args.fit_epochs / (runs * train_images)))
     if epochs < 1:
         raise SystemExit(
             f"{runs} runs do not fit in {args.time_budget:.0f}s at {args.fit_epochs:.0f} "

@@ -30,11 +30,12 @@ def _args(**kw: float) -> argparse.Namespace:
 def test_fit_epochs_by_hand(cq) -> None:
     # 12 runs of 45,000 images in 3 waves: 600 - 10 spent - reserve - 3 waves of overhead
     usable = 600 - 10 - cq.FINAL_RESERVE_S - 3 * cq.RUN_OVERHEAD_S
-    expected = int(usable * 30000 / (12 * 45000))
+    rate = cq.SHARING * 30000  # images/s of all runs together
+    expected = int(usable * rate / (12 * 45000))
     assert 1 <= expected < 30
     assert cq.fit_epochs(_args(fit_epochs=30000.0), 12, 45000, 10.0) == expected
     # the training time of the chosen count fits; one epoch more would not
-    assert 12 * expected * 45000 / 30000 <= usable < 12 * (expected + 1) * 45000 / 30000
+    assert 12 * expected * 45000 / rate <= usable < 12 * (expected + 1) * 45000 / rate
 
 
 def test_fit_epochs_never_exceeds_the_requested_count(cq) -> None:
