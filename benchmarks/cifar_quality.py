@@ -157,16 +157,28 @@ def main() -> None:
     ]
     losses = args.losses.split(",")
     jobs = [(loss, seed) for seed in args.seeds.split(",") for loss in losses]
-    if args.fit_epochs:
-        chosen = out / "fitted_epochs.json"  # later invocations keep the first choice
-        if chosen.exists():
-            args.epochs = json.loads(chosen.read_text())["epochs"]
-        else:
-            spent = time.perf_counter() - t0
-            args.epochs = fit_epochs(args, len(jobs), len(bundle.train), spent)
-            chosen.write_text(json.dumps({"epochs": args.epochs, "images_per_s": args.fit_epochs}))
+    # finished runs are not started again (they would only take a slot to say "reused")
+    jobs = [
+        j for j in jobs if not (out / "runs" / f"{j[0]}-seed{j[1]}" / "evaluation.json").exists()
+    ]
+    chosen = out / "fitted_epochs.json"  # every invocation on this folder keeps the first choice
+    setting = {"model": args.model, "dataset": dataset, "preset": args.preset}
+    if chosen.exists():
+        saved = json.loads(chosen.read_text())
+        if {k: saved.get(k) for k in setting} != setting:
+            sys.exit(
+                f"{chosen} was written for {saved}, not {setting}: use another --out, or delete it"
+            )
+        args.epochs = saved["epochs"]
+    elif args.fit_epochs and jobs:
+        spent = time.perf_counter() - t0
+        args.epochs = fit_epochs(args, len(jobs), len(bundle.train), spent)
+        chosen.write_text(
+            json.dumps({**setting, "epochs": args.epochs, "images_per_s": args.fit_epochs})
+        )
+    if chosen.exists():
         common[common.index("--epochs") + 1] = str(args.epochs)
-        print(f"--fit-epochs: {args.epochs} epochs for every run ({chosen})", flush=True)
+        print(f"fitted epochs: {args.epochs} for every run ({chosen})", flush=True)
     running: list[tuple[subprocess.Popen, str, float]] = []
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1] / "src")}
     failed, stopped, durations = [], [], []
@@ -176,7 +188,7 @@ def main() -> None:
         estimate = max(durations, default=0.0)
         while jobs and len(running) < args.parallel and elapsed + estimate < deadline:
             loss, seed = jobs.pop(0)
-            log = open(out / f"worker-{loss}-seed{seed}.log", "w")
+            log = open(out / f"worker-{loss}-seed{seed}.log", "a")  # a resumed run appends
             cmd = [
                 sys.executable,
                 "-m",
@@ -231,7 +243,7 @@ def main() -> None:
             (out / name).unlink(missing_ok=True)  # a single worker's partial report
         sys.exit(f"no seed finished with every loss yet (finished: {sorted(finished)})")
     # one last compare over those runs (all reused, nothing trained) writes the full report
-    subprocess.run(
+    final = subprocess.run(
         [
             sys.executable,
             "-m",
@@ -243,9 +255,10 @@ def main() -> None:
             ",".join(done),
             *common,
         ],
-        check=True,
         env=env,
     )
+    if final.returncode:
+        sys.exit(f"the final report failed (exit {final.returncode}): see the message above")
     summary = json.loads((out / "results.json").read_text())["aggregate"]
     (results / "aggregate.json").write_text(json.dumps(summary, indent=2) + "\n")
     print(

@@ -15,7 +15,9 @@
 #   PYTHON=python3 the interpreter
 #   DATA=.data     the folder with the archives and MNIST/raw
 #   SMOKE=1        a few-minute rehearsal of the whole call on the CPU with tiny settings
-# Each step has its own time limit; a failing step is reported and the next one still runs.
+# Each step has its own time limit; a failing step is reported, the next one still runs, and the
+# script exits with status 1 at the end. Stopped runs resume only on the same machine (WORK keeps
+# their checkpoints; results.tgz leaves the weights out).
 set -uo pipefail
 cd "$(dirname "$0")/.."
 OUT=${OUT:-benchmarks/results/gpu}
@@ -41,6 +43,7 @@ if [ -n "${SMOKE:-}" ]; then
     EXTRA="$EXTRA --max-ood 100 --amp none"
 fi
 start=$SECONDS
+fail=0
 left() { echo $((BUDGET - (SECONDS - start))); }
 step() { # step NAME LIMIT_S COMMAND...: run with a time limit, log to $WORK/NAME.log
     local name=$1 limit=$2
@@ -48,7 +51,11 @@ step() { # step NAME LIMIT_S COMMAND...: run with a time limit, log to $WORK/NAM
     echo "== $name (limit ${limit}s, $(left)s left)"
     timeout --kill-after=15 "$limit" "$@" >"$WORK/$name.log" 2>&1
     local rc=$?
-    [ $rc -eq 0 ] || echo "!! $name failed (exit $rc): see $WORK/$name.log"
+    if [ $rc -ne 0 ]; then
+        echo "!! $name failed (exit $rc): see $WORK/$name.log, ending with:"
+        tail -n 3 "$WORK/$name.log" | cut -c 1-300
+        fail=1
+    fi
     return 0
 }
 
@@ -64,27 +71,41 @@ if [ -z "${SKIP_SPEED:-}" ]; then
     step heads 90 "$PY" benchmarks/heads.py --device "$DEVICE" "${HEADS_ARGS[@]}" \
         --out "$WORK/heads_$DEVICE.json"
 fi
-# one run's training images/s with the fast preset (measured above, or a cautious guess)
+# one run's training images/s with the fast preset: the slowest head measured above (or, when
+# the measurement failed, a cautious guess)
 IPS=$("$PY" -c '
 import json, sys
 try:
     rows = json.load(open(sys.argv[1]))["rows"]
-    print(int(next(r["images_per_s"] for r in rows if r["preset"] == "fast")))
+    print(int(min(r["images_per_s"] for r in rows if r["preset"] == "fast")))
 except Exception:
     print(15000)
 ' "$WORK/train_speed_$DEVICE.json")
-quality_budget=$(($(left) - 10))
-echo "== cifar_quality (${quality_budget}s, fitted to ${IPS} images/s)"
-timeout --kill-after=10 $((quality_budget + 20)) "$PY" benchmarks/cifar_quality.py --data "$DATA" \
-    --device "$DEVICE" --seeds "$SEEDS" "${QUALITY_ARGS[@]}" --epochs "$EPOCHS" \
-    --time-budget "$quality_budget" --fit-epochs "$IPS" --out "$WORK/cifar" --extra "$EXTRA" \
-    >"$WORK/cifar_quality.log" 2>&1 || echo "!! cifar_quality: exit $? (see $WORK/cifar_quality.log)"
-grep -E "^\[|fit-epochs|time budget|total" "$WORK/cifar_quality.log" | tail -n 20
+# the quality script stops its runs FINAL_RESERVE_S before its budget; the hard limit below
+# (budget + 10 s, then a kill after 10 s more) and the archive must still end within BUDGET
+quality_budget=$(($(left) - 35))
+if [ "$quality_budget" -lt 120 ]; then
+    echo "!! cifar_quality skipped: ${quality_budget}s left, less than the 120s it needs"
+    fail=1
+else
+    echo "== cifar_quality (${quality_budget}s, fitted to ${IPS} images/s)"
+    timeout --kill-after=10 $((quality_budget + 10)) "$PY" benchmarks/cifar_quality.py \
+        --data "$DATA" --device "$DEVICE" --seeds "$SEEDS" "${QUALITY_ARGS[@]}" \
+        --epochs "$EPOCHS" --time-budget "$quality_budget" --fit-epochs "$IPS" \
+        --out "$WORK/cifar" --extra "$EXTRA" >"$WORK/cifar_quality.log" 2>&1 || {
+        echo "!! cifar_quality: exit $? (see $WORK/cifar_quality.log), ending with:"
+        tail -n 3 "$WORK/cifar_quality.log" | cut -c 1-300
+        fail=1
+    }
+    grep -E "^\[|fitted epochs|time budget|total|failed|no seed" "$WORK/cifar_quality.log" |
+        tail -n 20
+fi
 echo "== tables (total $((SECONDS - start))s)"
 tail -n 12 "$WORK/heads.log" 2>/dev/null
 tail -n 6 "$WORK/train_speed.log" 2>/dev/null
 grep -F -A 6 "| method | score | accuracy" "$WORK/cifar/report.md" 2>/dev/null | head -n 7 | cut -c 1-400
 tar czf "$OUT/results.tgz" --exclude='*.safetensors' --exclude=tensorboard --exclude=subset \
-    -C "$WORK" . && echo "results: $OUT/results.tgz"
+    --exclude=console.txt -C "$WORK" . && echo "results: $OUT/results.tgz (exit status $fail)"
 sleep 1
 cp "$WORK/console.txt" "$OUT/console.txt"
+exit $fail

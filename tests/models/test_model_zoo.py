@@ -324,3 +324,11 @@ def test_thin_resnet_rejects_bad_depth(bad: object) -> None:
 
     with pytest.raises(ValueError, match="blocks must be a positive integer"):
         ThinResNet(bad, NUM_CLASSES)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("widths", [(64, 32, 16), (16, 0, 64), (16, 32)])
+def test_thin_resnet_rejects_bad_widths(widths: tuple[int, ...]) -> None:
+    from isomax.models import ThinResNet
+
+    with pytest.raises(ValueError, match="non-decreasing stage widths"):
+        ThinResNet(1, NUM_CLASSES, widths=widths)

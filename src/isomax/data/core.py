@@ -457,6 +457,11 @@ def stream_raw_batches(
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
     workers = default_num_workers() if num_workers is None else max(1, int(num_workers))
     n = len(dataset)
+    full = dataset.raw_tensors()
+    if full is not None:  # held in memory (or built once, e.g. the photo patches): slice it
+        for start in range(0, n, batch_size):
+            yield full[0][start : start + batch_size], full[1][start : start + batch_size]
+        return
     with ThreadPoolExecutor(max_workers=workers) as pool:
         for start in range(0, n, batch_size):
             stop = min(start + batch_size, n)

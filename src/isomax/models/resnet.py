@@ -154,8 +154,11 @@ class ThinResNet(Classifier):
         super().__init__()
         if isinstance(blocks, bool) or not isinstance(blocks, int) or blocks < 1:
             raise ValueError(f"blocks must be a positive integer, got {blocks!r}")
-        if len(widths) != 3 or any(w < 1 for w in widths):
-            raise ValueError(f"widths must give 3 positive stage widths, got {tuple(widths)}")
+        if len(widths) != 3 or any(w < 1 for w in widths) or list(widths) != sorted(widths):
+            raise ValueError(
+                "widths must give 3 positive, non-decreasing stage widths (the zero-padding "
+                f"shortcuts cannot drop channels), got {tuple(widths)}"
+            )
         self.conv1 = nn.Conv2d(in_channels, widths[0], 3, stride=1, padding=1, bias=False)
         self.bn1 = nn.BatchNorm2d(widths[0])
         layers: list[nn.Module] = []
