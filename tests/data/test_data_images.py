@@ -216,3 +216,19 @@ def test_stream_raw_batches_equal_to_tensors_in_order(
     assert torch.equal(x, x_ref) and torch.equal(y, y_ref)
     with pytest.raises(ValueError, match="batch_size must be >= 1"):
         next(stream_raw_batches(ds, 0))
+
+
+def test_stream_raw_batches_cuts_photo_patches_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Regression: each decoding thread used to build the whole in-memory cache itself."""
+    from isomax.data.core import stream_raw_batches
+    from isomax.data.embedded import PhotoPatchDataset
+
+    ds = PhotoPatchDataset(40, (3, 8, 8))
+    cuts = []
+    real_cut = PhotoPatchDataset._cut
+    monkeypatch.setattr(
+        PhotoPatchDataset, "_cut", lambda self, i: cuts.append(i) or real_cut(self, i)
+    )
+    x = torch.cat([b[0] for b in stream_raw_batches(ds, 7, num_workers=4)])
+    assert sorted(cuts) == list(range(40))
+    assert torch.equal(x, ds.raw_tensors()[0])
