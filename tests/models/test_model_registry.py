@@ -45,14 +45,8 @@ def clean_registry(monkeypatch: pytest.MonkeyPatch) -> None:
 
 def test_list_models_has_the_documented_names() -> None:
     assert list_models() == EXPECTED
-    assert list_models("resnet*") == [
-        "resnet18",
-        "resnet20",
-        "resnet32",
-        "resnet34",
-        "resnet56",
-        "resnet8",
-    ]
+    resnets = list_models("resnet*")
+    assert resnets == [n for n in EXPECTED if n.startswith("resnet")] and len(resnets) == 6
     assert list_models("DIGITS_*") == ["digits_cnn", "digits_mlp"]
     assert list_models("nothing*") == []
 
