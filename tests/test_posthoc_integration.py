@@ -174,3 +174,45 @@ def test_fit_posthoc_decodes_image_files_once_for_every_detector(tmp_path, monke
     for name, det in fitted.items():
         reference = posthoc.get_detector(name, model).fit(loader)
         torch.testing.assert_close(det.score(x), reference.score(x), rtol=1e-5, atol=1e-6)
+
+
+def test_compare_decodes_the_training_images_once_for_every_run(tmp_path, monkeypatch):
+    """Two runs, each training and fitting two post-hoc detectors: every training image file is
+    opened once in all (the split is decoded into memory before the runs)."""
+    import numpy as np
+    from PIL import Image as pil_image
+
+    from isomax.compare import compare
+
+    rng = np.random.default_rng(0)
+    for cls, shade in (("a", 40), ("b", 200)):
+        (tmp_path / "imgs" / cls).mkdir(parents=True)
+        for i in range(40):
+            img = np.clip(rng.normal(shade, 30, (8, 8, 3)), 0, 255).astype("uint8")
+            pil_image.fromarray(img).save(tmp_path / "imgs" / cls / f"{i}.png")
+    opened: list[str] = []
+    real_open = pil_image.open
+    monkeypatch.setattr(
+        pil_image, "open", lambda f, *a, **k: opened.append(str(f)) or real_open(f, *a, **k)
+    )
+    result = compare(
+        dataset=f"folder:{tmp_path / 'imgs'}",
+        model="digits_mlp",
+        losses=["softmax", "isomaxplus"],
+        ood=["gaussian"],
+        output_dir=tmp_path / "c",
+        overrides={"epochs": 1, "device": "cpu", "data_root": str(tmp_path / "cache")},
+        posthoc=["knn", "mahalanobis"],
+        figures=False,
+        save_scores=False,
+    )
+    assert len(result.runs) == 2
+    assert all("knn" in r["evaluation"]["ood"]["gaussian"] for r in result.runs)
+    counts: dict[str, int] = {}
+    for f in opened:
+        counts[f] = counts.get(f, 0) + 1
+    # 80 files. Training files: once for the normalisation statistics, once decoded for both
+    # runs (it was 5 times: statistics, then training and post-hoc fitting in each run);
+    # validation files once; test files once per run (evaluation streams them).
+    assert len(counts) == 80 and max(counts.values()) == 2
+    assert sum(counts.values()) < 2 * 80

@@ -11,7 +11,7 @@ import json
 import logging
 import os
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -145,12 +145,31 @@ class _NormalizedBatches:
             )
 
 
-def _fit_batches(fit_data: Any, batch_size: int) -> Any:
-    """Batches to fit detectors on: image files are decoded once (by threads) for them all.
+def _decode_train_once(bundle: Any) -> Any:
+    """The bundle with its training and validation splits decoded into memory once for every
+    run: training, calibration and the post-hoc detectors of each run then read them instead of
+    the image files (training holds both in memory anyway, so this costs no more memory)."""
+    from .data import ImageDataset, TensorImageDataset, to_tensors
 
-    The training split is held in memory during training anyway, so decoding it once here
-    costs no more memory than training did.
-    """
+    def in_memory(split: Any) -> Any:
+        if not isinstance(split, ImageDataset) or split.transform is not None:
+            return split
+        if split.raw_tensors() is not None:  # already in memory
+            return split
+        x, y = to_tensors(split)
+        if len(y) < len(split):
+            log.warning("%d unreadable images were skipped (on_error='skip')", len(split) - len(y))
+        names = getattr(split, "class_names", None)
+        return TensorImageDataset(x, y, mean=split.mean, std=split.std, class_names=names)
+
+    val = bundle.val
+    if val is not None and len(val):
+        val = in_memory(val)
+    return replace(bundle, train=in_memory(bundle.train), val=val)
+
+
+def _fit_batches(fit_data: Any, batch_size: int) -> Any:
+    """Batches to fit detectors on: image files are decoded once (by threads) for them all."""
     from .data import ImageDataset, to_tensors
 
     if isinstance(fit_data, ImageDataset) and fit_data.transform is None:
@@ -265,7 +284,7 @@ def compare(
         overrides={**(overrides or {}), "dataset": dataset, "model": model},
     )
     device = resolve_device(base.device)
-    bundle = load_bundle(base)
+    bundle = _decode_train_once(load_bundle(base))
 
     ood_sets = evaluation_datasets(bundle, ood, base.data_root, base.download, max_ood_samples)
     runs = []
