@@ -142,22 +142,28 @@ def test_cli_compare_and_calibrate_with_posthoc(tmp_path, capsys):
     assert "unknown post-hoc detector 'energy'" in capsys.readouterr().err
 
 
+def _image_folder(root):
+    """Two classes of 40 noisy 8x8 RGB PNGs (dark and bright) in the ImageFolder layout."""
+    import numpy as np
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    for cls, shade in (("a", 40), ("b", 200)):
+        (root / cls).mkdir(parents=True)
+        for i in range(40):
+            img = np.clip(rng.normal(shade, 30, (8, 8, 3)), 0, 255).astype("uint8")
+            Image.fromarray(img).save(root / cls / f"{i}.png")
+
+
 def test_fit_posthoc_decodes_image_files_once_for_every_detector(tmp_path, monkeypatch):
     """The detectors are fitted from one threaded decoding of the training split, with the same
     result as fitting each from a DataLoader over the dataset."""
-    import numpy as np
-    from PIL import Image
     from PIL import Image as pil_image
 
     from isomax.compare import fit_posthoc
     from isomax.data import get_dataset
 
-    rng = np.random.default_rng(0)
-    for cls, shade in (("a", 40), ("b", 200)):
-        (tmp_path / "imgs" / cls).mkdir(parents=True)
-        for i in range(40):
-            img = np.clip(rng.normal(shade, 30, (8, 8, 3)), 0, 255).astype("uint8")
-            Image.fromarray(img).save(tmp_path / "imgs" / cls / f"{i}.png")
+    _image_folder(tmp_path / "imgs")
     bundle = get_dataset(f"folder:{tmp_path / 'imgs'}", root=tmp_path / "cache", split_val=0.0)
     torch.manual_seed(0)
     model = create_model("digits_cnn", num_classes=2, in_channels=3, head="isomaxplus").eval()
@@ -179,17 +185,11 @@ def test_fit_posthoc_decodes_image_files_once_for_every_detector(tmp_path, monke
 def test_compare_decodes_the_training_images_once_for_every_run(tmp_path, monkeypatch):
     """Two runs, each training and fitting two post-hoc detectors: every training image file is
     opened once in all (the split is decoded into memory before the runs)."""
-    import numpy as np
     from PIL import Image as pil_image
 
     from isomax.compare import compare
 
-    rng = np.random.default_rng(0)
-    for cls, shade in (("a", 40), ("b", 200)):
-        (tmp_path / "imgs" / cls).mkdir(parents=True)
-        for i in range(40):
-            img = np.clip(rng.normal(shade, 30, (8, 8, 3)), 0, 255).astype("uint8")
-            pil_image.fromarray(img).save(tmp_path / "imgs" / cls / f"{i}.png")
+    _image_folder(tmp_path / "imgs")
     opened: list[str] = []
     real_open = pil_image.open
     monkeypatch.setattr(
