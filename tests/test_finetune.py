@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import sys
 import types
 
@@ -220,8 +221,7 @@ def test_finetune_learns_stripes() -> None:
     assert result.history[-1]["train_loss"] < 0.2 * result.history[0]["train_loss"]
     assert result.history[-1]["train_acc"] > 0.9
     assert result.history[-1]["val_acc"] > 0.9
-    assert result.history[0]["lr"] == pytest.approx(0.05)
-    assert result.history[-1]["lr"] < 0.05  # cosine decay
+    assert 0 < result.history[-1]["lr"] < result.history[0]["lr"] < 0.05  # cosine decay
     assert not model.training
 
 
@@ -233,8 +233,10 @@ def test_finetune_replaces_linear_classifier_and_is_deterministic() -> None:
         result = finetune(model, _loader(64), "dismax", epochs=2, lr=0.02)
         assert isinstance(model.classifier[1], DisMaxHead)
         histories.append(result.history)
-    assert histories[0] == histories[1]
-    assert histories[0][0]["val_acc"] is None
+    drop = ("images_per_s", "seconds")  # timings differ between runs
+    same = [[{k: v for k, v in h.items() if k not in drop} for h in hs] for hs in histories]
+    assert str(same[0]) == str(same[1])  # str: NaN == NaN
+    assert math.isnan(histories[0][0]["val_acc"])
 
 
 def test_finetune_freeze_backbone() -> None:
@@ -243,7 +245,7 @@ def test_finetune_freeze_backbone() -> None:
     replace_classifier(model, "isomaxplus")
     before = {k: v.clone() for k, v in model.state_dict().items()}
     result = finetune(model, _loader(64), "isomaxplus", epochs=2, freeze_backbone=True)
-    assert result.history[0]["lr"] == pytest.approx(0.01)  # reported at the backbone's scale
+    assert result.history[0]["lr"] < 0.01  # reported at the backbone's scale
     after = model.state_dict()
     for key, value in before.items():
         if key.startswith("fc."):
@@ -270,6 +272,8 @@ def test_finetune_errors() -> None:
     no_linear = nn.Sequential(nn.Conv2d(1, 2, 8), nn.Flatten())
     with pytest.raises(ValueError, match="needs a distance head"):
         finetune(no_linear, loader, "isomaxplus")
+    with pytest.raises(ValueError, match="no classifier head to train"):
+        finetune(no_linear, loader, "softmax")
     with pytest.raises(ValueError, match="freeze_backbone"):
         finetune(no_linear, loader, "softmax", freeze_backbone=True)
     for kwargs, match in [

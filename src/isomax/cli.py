@@ -451,97 +451,112 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 
 def cmd_finetune(args: argparse.Namespace) -> int:
-    import torch
-
-    from . import finetune as ft
-    from .data import get_dataset
-    from .engine import evaluate, load_model, resolve_device
-    from .engine.checkpoint import save_checkpoint
+    from .engine import evaluate, load_config, resolve_device, train
+    from .engine.trainer import TrainData, load_bundle
     from .methods import get_method
+    from .models.pretrained import load_weights
+    from .report import write_json
 
     if bool(args.checkpoint) == bool(args.pretrained):
-        raise ValueError(
-            "give exactly one source: --checkpoint PATH or --pretrained timm:NAME / "
-            "torchvision:NAME"
-        )
-    device = resolve_device(args.device or "auto")
-    method = get_method(args.loss)
-    meta: dict[str, Any] = {}
-    if args.checkpoint:
-        model, meta = load_model(args.checkpoint, "cpu")
-        dataset = args.dataset or meta["config"]["dataset"]
-        data_root = args.data_root or meta["config"]["data_root"]
-    else:
-        if not args.dataset:
+        raise ValueError("give exactly one source: --pretrained FILE or --checkpoint PATH")
+    source = args.pretrained or args.checkpoint
+    if args.pretrained and args.pretrained.startswith(("timm:", "torchvision:")):
+        if not Path(args.pretrained).exists():
+            raise ValueError(
+                f"--pretrained takes a weights file, got {args.pretrained!r}; for a timm "
+                "architecture give its state dict: --pretrained FILE --model timm:NAME"
+            )
+    weights = load_weights(source, args.model)
+    overrides = _overrides(args)
+    overrides.update(pretrained=str(source), model=weights.model)
+    for key in ("head_init", "head_lr_scale", "normalize"):
+        if getattr(args, key) is not None:
+            overrides[key] = getattr(args, key)
+    if args.freeze_backbone:
+        overrides["freeze_backbone"] = True
+    source_cfg = weights.info.get("source_config") or {}
+    if "dataset" not in overrides:
+        if not source_cfg:
             raise ValueError("--dataset is required with --pretrained")
-        dataset, data_root = args.dataset, args.data_root
-    bundle = get_dataset(dataset, root=data_root, seed=0)
-    gen = torch.Generator().manual_seed(args.seed)
-    train_loader = torch.utils.data.DataLoader(
-        bundle.train, batch_size=args.batch_size, shuffle=True, generator=gen
-    )
-    val_loader = (
-        torch.utils.data.DataLoader(bundle.val, batch_size=512) if len(bundle.val) else None
-    )
-    init_loader = torch.utils.data.DataLoader(bundle.train, batch_size=512)
-    torch.manual_seed(args.seed)
-    if args.pretrained:
-        model = ft.load_pretrained(
-            args.pretrained, bundle.num_classes, method.name, data=init_loader
-        )
-    else:
-        model = ft.replace_classifier(model, method.name, bundle.num_classes, data=init_loader)
-    result = ft.finetune(
-        model,
-        train_loader,
-        method.name,
-        epochs=args.epochs,
-        lr=args.lr,
-        device=device,
-        val_loader=val_loader,
-        freeze_backbone=args.freeze_backbone,
-    )
+        overrides["dataset"] = source_cfg["dataset"]
+        overrides.setdefault("data_root", source_cfg.get("data_root"))
+    overrides.setdefault("loss", "isomaxplus")
+    cfg = load_config(args.config, preset="finetune", overrides=overrides)
     out = _ensure_writable(Path(args.output_dir))
-    last = result.history[-1]
-    val = "n/a" if last["val_acc"] is None else f"{_pct(last['val_acc'])}%"
-    print(
-        f"fine-tuned {args.epochs} epochs with {method.name}: train acc "
-        f"{_pct(last['train_acc'])}%, val acc {val}"
-    )
-    if args.checkpoint:  # a regular isomax checkpoint: evaluate / calibrate work on it
-        cfg = {**meta["config"], "loss": method.name, "dataset": dataset, "output_dir": str(out)}
-        meta = {
-            **meta,
-            "config": cfg,
-            "history": result.history,
-            "finetuned_from": str(args.checkpoint),
-            "complete": True,
-        }
-        path = save_checkpoint(out / "checkpoint.safetensors", result.model, None, meta)
-    else:
-        from .io import save_file
-
-        path = save_file(
-            out / "finetuned.safetensors",
-            result.model.state_dict(),
-            {
-                "source": args.pretrained,
-                "loss": method.name,
-                "num_classes": bundle.num_classes,
-                "history": result.history,
-            },
-            "finetuned",
-        )
-    print(f"weights: {path}")
+    device = resolve_device(cfg.device)
+    bundle = load_bundle(cfg)
+    data = TrainData.from_bundle(bundle)  # decoded once for every run
+    runs = [(cfg.loss, out)]
+    if args.baseline and cfg.loss != "softmax":
+        runs.append(("softmax", out / "baseline-softmax"))
+    ood = None
     if args.ood:
         from .compare import evaluation_datasets
 
-        ood = evaluation_datasets(bundle, args.ood, data_root)
+        ood = evaluation_datasets(bundle, args.ood, cfg.data_root, max_samples=args.max_ood)
+    results: dict[str, Any] = {}
+    for loss, folder in runs:
+        run_cfg = cfg.replace(loss=loss, output_dir=str(_ensure_writable(folder)))
+        t0 = time.perf_counter()
+        result = train(run_cfg, bundle=bundle, data=data, on_epoch=_epoch_printer(loss, cfg))
+        print(f"{loss}: checkpoint {result.checkpoint} ({time.perf_counter() - t0:.0f}s)")
+        if ood is None:
+            continue
+        names = list(get_method(loss).scores)
+        if loss == "softmax":
+            names += [s for s in ("energy", "max_logit") if s not in names]
+        detectors = {}
+        if args.posthoc:
+            from .compare import fit_posthoc
+
+            detectors = fit_posthoc(result.model, args.posthoc, bundle.train, 512)
         evaluation = evaluate(
-            result.model.to(device), bundle.test, ood, list(method.scores), device=device
+            result.model, bundle.test, ood, names, device=device, detectors=detectors
         )
-        _print_eval(evaluation, list(method.scores))
+        write_json(folder / "evaluation.json", evaluation.to_dict())
+        results[loss] = evaluation
+    if results:
+        table = _finetune_table(results, weights.model, str(source))
+        (out / "finetune.md").write_text(table + "\n")
+        write_json(out / "finetune.json", {k: v.to_dict() for k, v in results.items()})
+        print()
+        print(table)
+        print(f"\nwritten: {out / 'finetune.md'}, {out / 'finetune.json'}")
     return 0
+
+
+def _epoch_printer(loss: str, cfg: Any) -> Any:
+    def show(row: dict[str, float]) -> None:
+        print(
+            f"{loss} epoch {int(row['epoch'])}/{cfg.epochs}: loss {row['train_loss']:.4f}, "
+            f"train acc {_pct(row['train_acc'])}%, val acc {_pct(row['val_acc'])}%, "
+            f"{row['seconds']:.0f}s",
+            flush=True,
+        )
+
+    return show
+
+
+def _finetune_table(results: dict[str, Any], model: str, source: str) -> str:
+    """One Markdown table: every run and score, accuracy and TNR@TPR95 / AUROC per OOD set."""
+    first = next(iter(results.values()))
+    sets = [*first.ood, "mean"]
+    lines = [
+        f"Fine-tuned from {source} ({model}). Values in %. TNR@TPR95: ID positive (IsoMax "
+        "papers); AUROC: ID positive.",
+        "",
+        "| run | score | accuracy | " + " | ".join(f"{n} TNR@95 / AUROC" for n in sets) + " |",
+        "|---|---|---|" + "---|" * len(sets),
+    ]
+    for loss, ev in results.items():
+        for score in ev.mean:
+            cells = []
+            for name in sets:
+                v = ev.mean[score] if name == "mean" else ev.ood[name][score]
+                cells.append(f"{_pct(v['tnr_at_tpr95']).strip()} / {_pct(v['auroc']).strip()}")
+            acc = _pct(ev.id_metrics["accuracy"]).strip()
+            lines.append(f"| {loss} | {score} | {acc} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
 
 
 def cmd_list(args: argparse.Namespace) -> int:
@@ -681,21 +696,46 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser(
         "finetune",
-        help="swap a trained classifier's last layer for an isomax head and fine-tune it",
+        help="start from trained weights, swap the classifier for an isomax head, fine-tune",
+        description="Fine-tune a trained classifier (a weights file, or an isomax checkpoint) "
+        "with an IsoMax-family head through the training engine; with --baseline the same "
+        "weights are also fine-tuned with SoftMax, and --ood evaluates both in one table.",
+        epilog="example: isomax finetune --pretrained resnet20-12fca82f.th --normalize imagenet "
+        "--dataset cifar10_jpg.tar.xz --loss isomax --epochs 2 --baseline "
+        "--ood tinyimagenet_val10k.tar.xz,mnist --output-dir runs/ft",
     )
-    p.add_argument("--checkpoint", help="an isomax checkpoint (e.g. a SoftMax model)")
-    p.add_argument("--pretrained", help="timm:NAME or torchvision:NAME (downloads weights)")
-    p.add_argument("--loss", default="isomaxplus", help="isomax, isomaxplus or dismax")
-    p.add_argument("--dataset", help="default: the checkpoint's dataset")
-    p.add_argument("--data-root")
-    p.add_argument("--epochs", type=_positive_int, default=3)
-    p.add_argument("--lr", type=float, default=0.01, help="backbone lr (the head gets 10x)")
-    p.add_argument("--batch-size", type=_positive_int, default=64)
-    p.add_argument("--freeze-backbone", action="store_true")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument(
+        "--pretrained",
+        help="weights file: He et al. CIFAR ResNet (.th/.pt), a registered or timm model's "
+        "state dict (name it with --model), safetensors; read without running code",
+    )
+    p.add_argument("--checkpoint", help="or an isomax checkpoint (e.g. a SoftMax run)")
+    p.add_argument(
+        "--normalize",
+        help="input normalisation the weights were trained with: imagenet, cifar10, none, "
+        "'M,M,M/S,S,S', or dataset (the dataset's own statistics, default)",
+    )
+    p.add_argument(
+        "--head-init",
+        choices=["auto", "weights", "class_means", "default"],
+        help="start of the new head: the old classifier's rows, class means of the features, "
+        "or the head's own init (default: auto)",
+    )
+    p.add_argument("--head-lr-scale", type=float, help="head lr = lr x this (finetune preset: 10)")
+    p.add_argument("--freeze-backbone", action="store_true", help="train the head only (BN frozen)")
+    p.add_argument(
+        "--baseline",
+        action="store_true",
+        help="also fine-tune the same weights with SoftMax (in OUTPUT_DIR/baseline-softmax)",
+    )
     p.add_argument("--ood", type=_csv_list, help="evaluate against these OOD sets afterwards")
+    p.add_argument(
+        "--max-ood", type=_positive_int, help="evaluate on at most N inputs of each OOD set"
+    )
+    p.add_argument("--posthoc", type=_csv_list, help=POSTHOC_HELP)
+    _add_train_options(p)
+    p.add_argument("--seed", type=int)
     p.add_argument("--output-dir", default="runs/finetune")
-    p.add_argument("--device")
     p.set_defaults(func=cmd_finetune)
 
     p = sub.add_parser("list", help="list datasets, models, losses and scores")

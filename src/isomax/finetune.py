@@ -11,8 +11,9 @@ or, in one call for a torchvision or timm model, ``load_pretrained("torchvision:
 :func:`find_last_linear` locates the classifier layer of torchvision/timm-style models (``fc``,
 ``classifier``, ``head``, ``heads``...), :func:`replace_classifier` swaps it for the method's head
 (prototypes initialised from the old weights or from class means of the penultimate features) and
-:func:`finetune` trains with SGD (Nesterov), a cosine schedule and a larger learning rate for
-the new head.
+:func:`finetune` trains it with the training engine (:func:`isomax.engine.train`): SGD
+(Nesterov), a cosine schedule and a larger learning rate for the new head. From a weights file,
+``isomax finetune --pretrained FILE`` (or ``TrainConfig(pretrained=FILE)``) does all three.
 """
 
 from __future__ import annotations
@@ -261,14 +262,16 @@ def replace_classifier(
 
 @dataclass
 class FinetuneResult:
-    """Outcome of :func:`finetune`: the model and one dict per epoch.
+    """Outcome of :func:`finetune`: the model and the engine's log row of every epoch.
 
-    Each history entry holds ``epoch``, ``lr`` (backbone, at the epoch's start), ``train_loss``
-    (mean per sample), ``train_acc`` and ``val_acc`` (None without a validation loader).
+    Each history entry holds ``epoch``, ``lr`` (backbone, at the epoch's last step),
+    ``train_loss`` (mean per sample), ``train_acc``, ``val_loss`` and ``val_acc`` (NaN without
+    validation data), ``images_per_s`` and ``seconds``.
     """
 
     model: nn.Module
     history: list[dict[str, Any]] = field(default_factory=list)
+    checkpoint: Any = None
 
 
 def _find_head(model: nn.Module) -> tuple[str, nn.Module] | None:
@@ -293,18 +296,19 @@ def _check_number(value: Any, name: str, minimum: float, strict: bool) -> float:
     return float(value)
 
 
-@torch.no_grad()
-def _accuracy(model: nn.Module, loader: Any, device: torch.device) -> float:
-    model.eval()
-    correct = total = 0
-    for batch in _batches(loader):
-        x, y = _split_batch(batch, "val_loader")
-        logits = model(x.to(device))
-        correct += int((logits.argmax(1).cpu() == y.cpu()).sum())
-        total += len(y)
-    if total == 0:
-        raise ValueError("val_loader is empty")
-    return correct / total
+def _materialise(data: Any, what: str) -> tuple[Tensor, Tensor, int]:
+    """All ``(inputs, labels)`` of a loader (or Dataset) as two CPU tensors, and the batch size."""
+    xs, ys = [], []
+    for batch in _batches(data):
+        x, y = _split_batch(batch, what)
+        xs.append(torch.as_tensor(x).detach().cpu())
+        ys.append(y.detach().cpu().to(torch.long))
+    if not xs:
+        raise ValueError(f"{what} is empty")
+    shapes = {tuple(x.shape[1:]) for x in xs}
+    if len(shapes) != 1:
+        raise ValueError(f"{what} yields inputs of several shapes: {sorted(shapes)}")
+    return torch.cat(xs), torch.cat(ys), len(xs[0])
 
 
 def finetune(
@@ -319,36 +323,51 @@ def finetune(
     val_loader: Any = None,
     freeze_backbone: bool = False,
     progress: Callable[[dict[str, Any]], None] | None = None,
+    seed: int = 0,
+    output_dir: str | None = None,
+    **settings: Any,
 ) -> FinetuneResult:
     """Fine-tune ``model`` (any module returning logits) with the loss of ``method``.
+
+    This is :func:`isomax.engine.train` started from the given model: everything the engine
+    does (mixed precision with ``amp=``, FPR with ``fpr_alpha=``, the non-finite-loss stop,
+    checkpoints and logs when ``output_dir`` is given, exact resume) applies. The loader is read
+    once into memory (its random transforms are drawn once); batches are reshuffled every epoch
+    with ``seed``, at the loader's batch size.
 
     A model that still has a linear classifier and no distance head gets the method's head
     first (:func:`replace_classifier`, default ``init="auto"``: the old weight rows when the
     class count matches); call :func:`replace_classifier` yourself to pass ``data`` or
     ``num_classes``. Optimisation: SGD, momentum 0.9, Nesterov, ``weight_decay`` on every
-    parameter, cosine decay of the learning rate to 0 over all steps (per batch when the loader
-    has a length, else per epoch); the head (the distance head, or the linear classifier)
-    trains at ``head_lr`` (default ``10 * lr``), the rest at ``lr``. Deterministic for a given
-    ``torch.manual_seed`` on the CPU.
+    parameter, cosine decay over all steps; the head (the distance head, or the linear
+    classifier) trains at ``head_lr`` (default ``10 * lr``), the rest at ``lr``.
 
     Args:
         model: the model, trained in place.
-        train_loader: an iterable of ``(inputs, labels)`` batches (or a Dataset, batched by 256
-            without shuffling).
+        train_loader: an iterable of ``(inputs, labels)`` batches (or a Dataset, batched by 256).
         method: ``softmax``, ``isomax``, ``isomaxplus`` or ``dismax``.
-        epochs: passes over ``train_loader``.
+        epochs: passes over the training data.
         lr: learning rate of the backbone.
         head_lr: learning rate of the head; default ``10 * lr``.
         weight_decay: L2 penalty of SGD.
         device: where to train; the model is moved there.
-        val_loader: labelled data for the accuracy after every epoch.
+        val_loader: labelled data for the validation loss and accuracy after every epoch.
         freeze_backbone: train the head only; the backbone also stays in eval mode (batch-norm
             statistics and dropout frozen). Its ``requires_grad`` flags are restored at the end.
         progress: called with each epoch's history entry.
+        seed: seed of the batch order (and of anything random in the loss).
+        output_dir: keep the checkpoint and logs there (default: a temporary folder).
+        **settings: any other :class:`isomax.engine.TrainConfig` setting (``amp``,
+            ``fpr_alpha``, ``schedule``, ``momentum``...).
 
     Returns:
         A :class:`FinetuneResult`; the model is left in eval mode.
     """
+    import tempfile
+
+    from .engine import TrainConfig, train
+    from .engine.trainer import TrainData
+
     if not isinstance(model, nn.Module):
         raise TypeError(f"model must be an nn.Module, got {type(model).__name__}")
     if isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 1:
@@ -359,7 +378,6 @@ def finetune(
     if progress is not None and not callable(progress):
         raise TypeError(f"progress must be callable, got {type(progress).__name__}")
     spec = get_method(method)
-    device = torch.device(device)
 
     has_distance_head = any(isinstance(m, _DistanceHead) for m in model.modules())
     if spec.head != "linear" and not has_distance_head:
@@ -371,81 +389,53 @@ def finetune(
                 f"in place: {error}; attach one yourself (e.g. isomax.build_head)"
             ) from None
         replace_classifier(model, spec.name)
-    model.to(device)
+    if _find_head(model) is None:
+        raise ValueError(
+            "the model has no classifier head to train (no distance head, no nn.Linear)"
+            + ("; freeze_backbone=True needs one" if freeze_backbone else "")
+        )
+    x, y, batch_size = _materialise(train_loader, "train_loader")
+    x_val = y_val = None
+    if val_loader is not None:
+        x_val, y_val, _ = _materialise(val_loader, "val_loader")
     found = _find_head(model)
-    if found is None and freeze_backbone:
-        raise ValueError("freeze_backbone=True but the model has no head to train")
-    head = found[1] if found is not None else None
-    head_ids = {id(p) for p in head.parameters()} if head is not None else set()
-    all_params = list(model.parameters())
-    saved_flags = [p.requires_grad for p in all_params]
-    if freeze_backbone:
-        for p in all_params:
-            if id(p) not in head_ids:
-                p.requires_grad_(False)
-    head_params = [p for p in all_params if id(p) in head_ids and p.requires_grad]
-    body_params = [p for p in all_params if id(p) not in head_ids and p.requires_grad]
-    groups = [
-        {"params": ps, "lr": rate} for ps, rate in ((body_params, lr), (head_params, head_lr)) if ps
-    ]
-    if not groups:
-        raise ValueError("the model has no trainable parameters")
-    optimizer = torch.optim.SGD(
-        groups, lr=lr, momentum=0.9, nesterov=True, weight_decay=weight_decay
+    head_size = getattr(found[1], "num_classes", None) or getattr(found[1], "out_features", None)
+    num_classes = int(head_size or int(y.max()) + 1)
+    channels = x.shape[1] if x.dim() > 1 else 1
+    data = TrainData(
+        x, y, x_val, y_val, num_classes, tuple(x.shape[1:]), (0.0,) * channels, (1.0,) * channels
     )
-    try:
-        steps_per_epoch = len(train_loader)
-    except TypeError:
-        steps_per_epoch = 0
-    total = epochs * steps_per_epoch if steps_per_epoch else epochs
-    scheduler = torch.optim.lr_scheduler.LambdaLR(
-        optimizer, lambda step: 0.5 * (1.0 + math.cos(math.pi * min(step, total) / total))
-    )
-    first_lr = optimizer.param_groups[0]["lr"]  # the schedule's factor is the same for all
-    criterion = spec.build_loss()
-    history: list[dict[str, Any]] = []
-    try:
-        for epoch in range(1, epochs + 1):
-            model.train()
-            if freeze_backbone and head is not None:
-                model.eval()
-                head.train()
-            epoch_lr = lr * optimizer.param_groups[0]["lr"] / first_lr
-            loss_sum = 0.0
-            correct = seen = 0
-            for batch in _batches(train_loader):
-                x, y = _split_batch(batch, "train_loader")
-                x, y = x.to(device), y.to(device=device, dtype=torch.long)
-                logits = model(x)
-                loss = criterion(logits, y)
-                optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                optimizer.step()
-                if steps_per_epoch:
-                    scheduler.step()
-                loss_sum += float(loss.detach()) * len(y)
-                correct += int((logits.detach().argmax(1) == y).sum())
-                seen += len(y)
-            if seen == 0:
-                raise ValueError("train_loader is empty")
-            if not steps_per_epoch:
-                scheduler.step()
-            entry: dict[str, Any] = {
-                "epoch": epoch,
-                "lr": epoch_lr,
-                "train_loss": loss_sum / seen,
-                "train_acc": correct / seen,
-                "val_acc": _accuracy(model, val_loader, device) if val_loader is not None else None,
+    saved_flags = [p.requires_grad for p in model.parameters()]
+    with tempfile.TemporaryDirectory(prefix="isomax-finetune-") as tmp:
+        cfg = TrainConfig.from_dict(
+            {
+                "dataset": "(in-memory loader)",
+                "model": type(model).__name__,
+                "loss": spec.name,
+                "preset": "finetune",
+                "epochs": epochs,
+                "batch_size": batch_size,
+                "lr": lr,
+                "weight_decay": weight_decay,
+                "schedule": "cosine",
+                "head_lr_scale": head_lr / lr,
+                "freeze_backbone": freeze_backbone,
+                "augment": "none",
+                "val_split": 0.0,
+                "seed": seed,
+                "device": str(device),
+                "output_dir": output_dir or tmp,
+                **settings,
             }
-            history.append(entry)
-            log.info("finetune epoch %d: %s", epoch, entry)
-            if progress is not None:
-                progress(dict(entry))
-    finally:
-        for p, flag in zip(all_params, saved_flags):
-            p.requires_grad_(flag)
-        model.eval()
-    return FinetuneResult(model, history)
+        )
+        try:
+            result = train(cfg, model=model, data=data, on_epoch=progress)
+        finally:
+            for p, flag in zip(model.parameters(), saved_flags):
+                p.requires_grad_(flag)
+            model.eval()
+    checkpoint = result.checkpoint if output_dir else None
+    return FinetuneResult(model, result.history, checkpoint)
 
 
 # --------------------------------------------------------------------------------------------

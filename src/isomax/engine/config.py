@@ -7,7 +7,57 @@ import os
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["PRESETS", "TrainConfig", "load_config"]
+__all__ = ["NORMALIZATIONS", "PRESETS", "TrainConfig", "load_config", "normalization"]
+
+#: Named input normalisations (per-channel mean and std on the [0, 1] scale) for weights trained
+#: elsewhere: ``imagenet`` is what torchvision, timm and many CIFAR model zoos use.
+NORMALIZATIONS: dict[str, tuple[tuple[float, ...], tuple[float, ...]]] = {
+    "imagenet": ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225)),
+    "cifar10": ((0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616)),
+    "none": ((0.0, 0.0, 0.0), (1.0, 1.0, 1.0)),
+}
+
+_HEAD_INITS = ("auto", "weights", "class_means", "default")
+
+
+def normalization(spec: str, channels: int | None = None) -> tuple[tuple[float, ...], ...] | None:
+    """``(mean, std)`` of a normalisation setting, or None for ``"dataset"`` (its own statistics).
+
+    ``spec`` is ``dataset``, a name of :data:`NORMALIZATIONS` or ``"M1,M2,M3/S1,S2,S3"`` (values
+    on the [0, 1] scale; one value per channel, or one for all). ``none`` is the identity.
+    """
+    if spec == "dataset":
+        return None
+    if spec in NORMALIZATIONS:
+        mean, std = NORMALIZATIONS[spec]
+        if channels is not None and channels != len(mean) and spec != "none":
+            raise ValueError(
+                f"normalize={spec!r} is for {len(mean)}-channel images, the data has {channels}"
+            )
+        if spec == "none" and channels is not None:
+            mean, std = (0.0,) * channels, (1.0,) * channels
+        return mean, std
+    expected = (
+        "dataset, imagenet, cifar10, none or 'MEAN,.../STD,...' (e.g. "
+        "'0.485,0.456,0.406/0.229,0.224,0.225')"
+    )
+    parts = spec.split("/")
+    try:
+        if len(parts) != 2:
+            raise ValueError
+        mean = tuple(float(v) for v in parts[0].split(","))
+        std = tuple(float(v) for v in parts[1].split(","))
+    except ValueError:
+        raise ValueError(f"normalize must be {expected}, got {spec!r}") from None
+    if len(mean) != len(std) or not all(v > 0 and v < float("inf") for v in std):
+        raise ValueError(
+            f"normalize {spec!r}: needs as many means as stds, every std > 0 and finite"
+        )
+    if channels is not None and len(mean) not in (1, channels):
+        raise ValueError(f"normalize {spec!r} gives {len(mean)} values for {channels} channels")
+    if channels is not None and len(mean) == 1:
+        mean, std = mean * channels, std * channels
+    return mean, std
 
 
 @dataclass
@@ -44,6 +94,15 @@ class TrainConfig:
     download: bool = False
     on_error: str = "raise"  # unreadable images in folder datasets: raise | skip
     output_dir: str = "runs/train"
+    # Fine-tuning: start from a weights file (a He et al. CIFAR ResNet, a registered model's or
+    # timm model's state dict, or an isomax checkpoint); the classifier is replaced by the
+    # loss's head, initialised as head_init says; the head trains at lr * head_lr_scale.
+    pretrained: str | None = None
+    head_init: str = "auto"  # auto | weights | class_means | default
+    head_lr_scale: float = 1.0
+    freeze_backbone: bool = False
+    # input normalisation: the dataset's own statistics, or those the weights were trained with
+    normalize: str = "dataset"  # dataset | imagenet | cifar10 | none | "M,M,M/S,S,S"
     checkpoint_every: int = 1
     progress: bool = False
 
@@ -103,6 +162,13 @@ class TrainConfig:
             raise bad("val_split", "in [0, 1)")
         if self.fpr_alpha is not None and self.fpr_alpha not in (1.0, 0.5, 0.25):
             raise bad("fpr_alpha", "one of 1, 0.5, 0.25 (or unset)")
+        if self.head_init not in _HEAD_INITS:
+            raise bad("head_init", f"one of {', '.join(_HEAD_INITS)}")
+        if not 0 < self.head_lr_scale < float("inf"):
+            raise bad("head_lr_scale", "a finite number > 0")
+        if self.pretrained is not None and not self.pretrained.strip():
+            raise bad("pretrained", "the path of a weights file")
+        normalization(self.normalize)
 
 
 def _check_type(name: str, value: Any, annotation: Any) -> None:
@@ -154,6 +220,21 @@ PRESETS: dict[str, dict[str, Any]] = {
         augment="auto",
         amp="bf16",
         channels_last=True,
+        data_on_device="auto",
+    ),
+    # Fine-tuning a trained classifier: a few epochs, a small learning rate with cosine decay,
+    # the new head at 10x (BENCHMARKS.md section "Bring your own model").
+    "finetune": dict(
+        epochs=2,
+        batch_size=128,
+        lr=0.01,
+        momentum=0.9,
+        nesterov=True,
+        weight_decay=1e-4,
+        schedule="cosine",
+        head_lr_scale=10.0,
+        augment="auto",
+        amp="none",
         data_on_device="auto",
     ),
     "cpu": dict(

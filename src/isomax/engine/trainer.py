@@ -9,10 +9,12 @@ logs, and a stop with a clear error when the loss stops being finite.
 from __future__ import annotations
 
 import csv
+import dataclasses
 import json
 import logging
 import math
 import time
+from collections.abc import Callable
 from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,11 +28,12 @@ from ..methods import get_method
 from ..optim import param_groups
 from . import distributed as dist_utils
 from .checkpoint import load_checkpoint, restore_rng, save_checkpoint
-from .config import TrainConfig
+from .config import TrainConfig, normalization
 from .loader import TensorLoader, epoch_generator
 
 __all__ = [
     "NonFiniteLossError",
+    "TrainData",
     "TrainResult",
     "build_model",
     "load_model",
@@ -80,6 +83,10 @@ RESUME_KEYS = (
     "val_split",
     "fpr_alpha",
     "augment",
+    "pretrained",
+    "head_init",
+    "normalize",
+    "freeze_backbone",
 )
 
 
@@ -141,7 +148,7 @@ def load_bundle(cfg: TrainConfig) -> Any:
     extra = {}
     if cfg.dataset.startswith("folder:") or Path(cfg.dataset).exists():
         extra["on_error"] = cfg.on_error  # image folders and archives only
-    return get_dataset(
+    bundle = get_dataset(
         cfg.dataset,
         root=cfg.data_root,
         split_val=cfg.val_split,
@@ -149,6 +156,69 @@ def load_bundle(cfg: TrainConfig) -> Any:
         download=cfg.download,
         **extra,
     )
+    return apply_normalization(bundle, cfg.normalize)
+
+
+def apply_normalization(bundle: Any, spec: str) -> Any:
+    """``bundle`` with the input normalisation ``spec`` (see :func:`normalization`) on all splits.
+
+    ``"dataset"`` keeps the bundle's own statistics; anything else (``imagenet``, values) is
+    what weights trained elsewhere expect, and every split, OOD set and saved detector follows it.
+    """
+    stats = normalization(spec, bundle.input_shape[0])
+    if stats is None:
+        return bundle
+    mean, std = stats
+    for ds in (bundle.train, bundle.val, bundle.test):
+        if ds is not None:
+            ds.set_stats(mean, std)
+    return dataclasses.replace(bundle, mean=tuple(mean), std=tuple(std))
+
+
+@dataclass
+class TrainData:
+    """The in-memory tensors :func:`train` learns from, and what a checkpoint records of them.
+
+    ``x_*`` hold raw inputs (uint8 images, or floats that ``mean``/``std`` normalise).
+    """
+
+    x_train: torch.Tensor
+    y_train: torch.Tensor
+    x_val: torch.Tensor | None
+    y_val: torch.Tensor | None
+    num_classes: int
+    input_shape: tuple[int, ...]
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
+    class_names: tuple[str, ...] = ()
+    skipped: int = 0
+
+    @classmethod
+    def from_bundle(cls, bundle: Any) -> TrainData:
+        """Decode a dataset bundle's training and validation splits once."""
+        from ..data import to_tensors
+
+        x_train, y_train = to_tensors(bundle.train)
+        x_val, y_val = (
+            to_tensors(bundle.val) if bundle.val is not None and len(bundle.val) else (None, None)
+        )
+        skipped = (
+            len(bundle.train)
+            - len(y_train)
+            + (len(bundle.val) - len(y_val) if y_val is not None else 0)
+        )
+        return cls(
+            x_train,
+            y_train,
+            x_val,
+            y_val,
+            int(bundle.num_classes),
+            tuple(bundle.input_shape),
+            tuple(bundle.mean),
+            tuple(bundle.std),
+            tuple(getattr(bundle, "class_names", ()) or ()),
+            skipped,
+        )
 
 
 def use_augmentation(setting: str, input_shape: tuple[int, ...]) -> bool:
@@ -217,6 +287,68 @@ def _truncate_logs(out: Path, epochs_done: int) -> list[dict[str, float]]:
     return history
 
 
+def _head_of(model: nn.Module) -> nn.Module | None:
+    """The classifier head: ``model.head`` of a Classifier, else the last distance or linear."""
+    head = getattr(model, "head", None)
+    if isinstance(head, nn.Module) and any(True for _ in head.parameters()):
+        return head
+    from ..finetune import _find_head
+
+    found = _find_head(model)
+    return found[1] if found is not None else None
+
+
+def _scaled_groups(
+    groups: list[dict[str, Any]], head: nn.Module | None, scale: float
+) -> list[dict[str, Any]]:
+    """Split each group into body and head parameters; the head's learning rate x ``scale``."""
+    if head is None or scale == 1.0:
+        return groups
+    ids = {id(p) for p in head.parameters()}
+    out = []
+    for group in groups:
+        body = [p for p in group["params"] if id(p) not in ids]
+        own = [p for p in group["params"] if id(p) in ids]
+        for params, factor in ((body, 1.0), (own, scale)):
+            if params:
+                out.append({**group, "params": params, "lr_scale": factor})
+    return out
+
+
+def _pretrained_model(cfg: TrainConfig, data: TrainData) -> nn.Module:
+    """``cfg.model`` with the weights of ``cfg.pretrained`` and a new head for ``cfg.loss``.
+
+    The file's classifier is replaced by the loss's head (:func:`isomax.finetune.
+    replace_classifier`), initialised as ``cfg.head_init`` says; class means are taken over the
+    training split without augmentation.
+    """
+    from ..finetune import replace_classifier
+    from ..models.pretrained import build_pretrained, load_weights
+
+    weights = load_weights(cfg.pretrained, cfg.model)  # type: ignore[arg-type]
+    if weights.in_channels not in (None, data.input_shape[0]):
+        raise ValueError(
+            f"{cfg.pretrained} expects {weights.in_channels}-channel inputs, dataset "
+            f"{cfg.dataset!r} has {data.input_shape[0]} channels"
+        )
+    model = build_pretrained(weights, cfg.pretrained, data.input_shape[0])  # type: ignore[arg-type]
+    method = get_method(cfg.loss)
+    if weights.head == method.head and weights.num_classes == data.num_classes:
+        log.info("%s: keeping its %s head (same loss family)", cfg.pretrained, weights.head)
+        return model
+    if weights.head != "linear":  # an isomax checkpoint of another head: start a linear one
+        model.replace_head("linear", weights.num_classes)
+    batches = TensorLoader(data.x_train, data.y_train, 512, data.mean, data.std)
+    init = cfg.head_init
+    if init == "weights" and weights.head != "linear":
+        raise ValueError(
+            f"head_init='weights' needs a linear classifier in {cfg.pretrained}; it holds a "
+            f"{weights.head} head: use class_means"
+        )
+    replace_classifier(model, method.name, data.num_classes, init=init, data=batches)
+    return model
+
+
 @torch.no_grad()
 def _evaluate_loader(
     model: nn.Module,
@@ -245,6 +377,10 @@ def train(
     resume: bool = False,
     max_epochs_this_run: int | None = None,
     bundle: Any = None,
+    *,
+    model: nn.Module | None = None,
+    data: TrainData | None = None,
+    on_epoch: Callable[[dict[str, float]], None] | None = None,
 ) -> TrainResult:
     """Train ``cfg.model`` with the loss ``cfg.loss`` on ``cfg.dataset``.
 
@@ -254,6 +390,10 @@ def train(
         max_epochs_this_run: stop after this many epochs in this call (the schedule still
             spans ``cfg.epochs``); a later ``resume=True`` call continues.
         bundle: an already built dataset bundle (default: ``get_dataset(cfg.dataset, ...)``).
+        model: train this module instead of building ``cfg.model`` (``cfg.pretrained`` is then
+            not read; the checkpoint still records ``cfg.model``).
+        data: the tensors to train on, instead of decoding ``bundle``.
+        on_epoch: called with each epoch's log row (rank 0).
 
     Returns:
         The trained model, the configuration, the per-epoch history and the checkpoint path.
@@ -261,8 +401,6 @@ def train(
     Raises:
         NonFiniteLossError: the loss became NaN or infinite (the last good checkpoint stays).
     """
-    from ..data import to_tensors
-
     device = resolve_device(cfg.device)
     info = dist_utils.setup(device)
     if info.enabled and device.type == "cuda":
@@ -277,29 +415,38 @@ def train(
             log.info("removing %s, left by an interrupted checkpoint write", stale)
             stale.unlink(missing_ok=True)
 
-    if bundle is None:
-        bundle = load_bundle(cfg)
-    x_train, y_train = to_tensors(bundle.train)
-    x_val, y_val = (
-        to_tensors(bundle.val) if bundle.val is not None and len(bundle.val) else (None, None)
-    )
-    skipped = (
-        len(bundle.train)
-        - len(y_train)
-        + (len(bundle.val) - len(y_val) if y_val is not None else 0)
-    )
-    if skipped and info.is_main:
-        log.warning("%d unreadable images were skipped (on_error='skip')", skipped)
+    if data is None:
+        data = TrainData.from_bundle(bundle if bundle is not None else load_bundle(cfg))
+    x_train, y_train, x_val, y_val = data.x_train, data.y_train, data.x_val, data.y_val
+    if data.skipped and info.is_main:
+        log.warning("%d unreadable images were skipped (on_error='skip')", data.skipped)
 
+    resuming = resume and ckpt_path.exists()
     torch.manual_seed(cfg.seed)
-    model = build_model(cfg, bundle.num_classes, bundle.input_shape[0]).to(device)
+    if model is None and cfg.pretrained is not None and not resuming:
+        model = _pretrained_model(cfg, data)
+    elif model is None:
+        model = build_model(cfg, data.num_classes, data.input_shape[0])
+    model = model.to(device)
+    head = _head_of(model)
+    if cfg.freeze_backbone:
+        if head is None:
+            raise ValueError("freeze_backbone needs a model with a head to train")
+        keep = {id(p) for p in head.parameters()}
+        for p in model.parameters():
+            if id(p) not in keep:
+                p.requires_grad_(False)
     if cfg.channels_last:
         model = model.to(memory_format=torch.channels_last)
     method = get_method(cfg.loss)
     criterion = method.build_loss(cfg.fpr_alpha)
     eval_criterion = method.build_loss()
     optimizer = torch.optim.SGD(
-        param_groups(model, cfg.weight_decay, exclude_prototypes=not cfg.decay_prototypes),
+        _scaled_groups(
+            param_groups(model, cfg.weight_decay, exclude_prototypes=not cfg.decay_prototypes),
+            head,
+            cfg.head_lr_scale,
+        ),
         lr=cfg.lr,
         momentum=cfg.momentum,
         nesterov=cfg.nesterov and cfg.momentum > 0,
@@ -308,7 +455,7 @@ def train(
     scaler = torch.amp.GradScaler(device.type, enabled=cfg.amp == "fp16")
     start_epoch = 0
     history: list[dict[str, float]] = []
-    if resume and ckpt_path.exists():
+    if resuming:
         model_state, opt_state, meta, rng = load_checkpoint(ckpt_path, device)
         if not isinstance(meta.get("config"), dict) or "epoch" not in meta:
             raise ValueError(
@@ -370,8 +517,8 @@ def train(
         x_train,
         y_train,
         per_rank_batch,
-        bundle.mean,
-        bundle.std,
+        data.mean,
+        data.std,
         data_device,
         shuffle=True,
         drop_last=len(y_train) >= 2 * cfg.batch_size,
@@ -387,8 +534,8 @@ def train(
             x_val,
             y_val,
             max(per_rank_batch, 256),
-            bundle.mean,
-            bundle.std,
+            data.mean,
+            data.std,
             data_device,
             rank=info.rank,
             world_size=info.world_size,
@@ -403,9 +550,7 @@ def train(
         )
     step_model = torch.compile(net) if cfg.compile else net
     fpr = (
-        FractionalProbabilityRegularization(bundle.num_classes)
-        if cfg.fpr_alpha is not None
-        else None
+        FractionalProbabilityRegularization(data.num_classes) if cfg.fpr_alpha is not None else None
     )
     steps_per_epoch = len(train_loader)
     last_epoch = cfg.epochs
@@ -416,6 +561,9 @@ def train(
     board = _tensorboard(out) if info.is_main else None
     for epoch in range(start_epoch, last_epoch):
         step_model.train()
+        if cfg.freeze_backbone and head is not None:  # batch-norm statistics stay as loaded
+            model.eval()
+            head.train()
         train_loader.set_epoch(epoch)
         if fpr is not None:
             fpr.generator = epoch_generator(cfg.seed, epoch, stream=10_000 + info.rank)
@@ -433,7 +581,7 @@ def train(
             step = epoch * steps_per_epoch + i
             lr = lr_at(cfg, step, steps_per_epoch)
             for group in optimizer.param_groups:
-                group["lr"] = lr
+                group["lr"] = lr * group.get("lr_scale", 1.0)
             x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
             targets: Any = y
             if fpr is not None:
@@ -489,6 +637,8 @@ def train(
             )
         history.append(row)
         done = epoch + 1
+        if on_epoch is not None and info.is_main:
+            on_epoch(dict(row))
         if info.is_main:
             _write_logs(out, row)
             if board is not None:
@@ -502,11 +652,11 @@ def train(
                     "epoch": done,
                     "complete": done == cfg.epochs,
                     "history": history,
-                    "num_classes": bundle.num_classes,
-                    "input_shape": list(bundle.input_shape),
-                    "mean": list(bundle.mean),
-                    "std": list(bundle.std),
-                    "class_names": list(getattr(bundle, "class_names", []) or []),
+                    "num_classes": data.num_classes,
+                    "input_shape": list(data.input_shape),
+                    "mean": list(data.mean),
+                    "std": list(data.std),
+                    "class_names": list(data.class_names),
                     "scaler": scaler.state_dict() if scaler.is_enabled() else None,
                 }
                 save_checkpoint(ckpt_path, model, optimizer, meta)

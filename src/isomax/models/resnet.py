@@ -30,7 +30,9 @@ __all__ = [
     "resnet20",
     "resnet32",
     "resnet34",
+    "resnet44",
     "resnet56",
+    "resnet110",
 ]
 
 
@@ -197,7 +199,19 @@ def resnet32(num_classes: int, head: HeadSpec = "linear", in_channels: int = 3) 
     return ThinResNet(5, num_classes, head=head, in_channels=in_channels)
 
 
+@register_model("resnet44")
+def resnet44(num_classes: int, head: HeadSpec = "linear", in_channels: int = 3) -> ThinResNet:
+    """Thin CIFAR ResNet-44 (7 blocks per stage), ~0.66M parameters for 10 classes."""
+    return ThinResNet(7, num_classes, head=head, in_channels=in_channels)
+
+
 @register_model("resnet56")
 def resnet56(num_classes: int, head: HeadSpec = "linear", in_channels: int = 3) -> ThinResNet:
     """Thin CIFAR ResNet-56 (9 blocks per stage), ~0.85M parameters for 10 classes."""
     return ThinResNet(9, num_classes, head=head, in_channels=in_channels)
+
+
+@register_model("resnet110")
+def resnet110(num_classes: int, head: HeadSpec = "linear", in_channels: int = 3) -> ThinResNet:
+    """Thin CIFAR ResNet-110 (18 blocks per stage), ~1.7M parameters for 10 classes."""
+    return ThinResNet(18, num_classes, head=head, in_channels=in_channels)
