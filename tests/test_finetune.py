@@ -194,7 +194,22 @@ def test_replace_class_means_bad_labels() -> None:
     x, _ = _stripes(8)
     bad = [(x, torch.full((8,), 5))]
     with pytest.raises(ValueError, match=r"labels must lie in \[0, 2\), found 5"):
-        replace_classifier(model, "isomaxplus", data=bad)
+        replace_classifier(model, "isomax", data=bad)
+    with pytest.raises(ValueError, match=r"labels must lie in \[0, 2\), found 5"):
+        replace_classifier(model, "isomaxplus", data=bad, init="class_means")
+
+
+def test_auto_init_per_head() -> None:
+    """With data and the same class count: IsoMax takes class means (its distances are at the
+    features' scale), IsoMax+ and DisMax the old rows (only directions matter to them)."""
+    loader = _loader(64, batch_size=16, shuffle=False)
+    for method, expected in (("isomax", "means"), ("isomaxplus", "rows"), ("dismax", "rows")):
+        torch.manual_seed(0)
+        model = TinyResNet(num_classes=2)
+        rows = model.fc.weight.detach().clone()
+        replace_classifier(model, method, data=loader)
+        protos = model.fc.prototypes.detach()
+        assert torch.equal(protos, rows) == (expected == "rows"), method
 
 
 # ------------------------------------------------------------------ finetune

@@ -62,66 +62,70 @@ POSTHOC_HELP = (
 )
 
 
-def _add_train_options(p: argparse.ArgumentParser, with_loss: bool = True) -> None:
-    g = p.add_argument_group("training (override the preset and the --config file)")
+def _float_list(text: str) -> tuple[float, ...]:
+    try:
+        return tuple(float(v) for v in _csv_list(text))
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected comma-separated numbers, got {text!r}"
+        ) from None
+
+
+_SETTING_TYPES: dict[str, Any] = {
+    "int": int,
+    "float": float,
+    "float | None": float,
+    "str": str,
+    "str | None": str,
+    "tuple[float, ...]": _float_list,
+}
+
+
+def _defaults_text(name: str, default: Any) -> str:
+    from .engine.config import PRESETS
+
+    shown = ",".join(f"{v:g}" for v in default) if isinstance(default, tuple) else default
+    per_preset = [f"{p} {values[name]}" for p, values in PRESETS.items() if name in values]
+    text = f"default: {shown}" + (f"; presets: {', '.join(per_preset)}" if per_preset else "")
+    return f" ({text})".replace("%", "%%")
+
+
+def _add_train_options(p: argparse.ArgumentParser, skip: Sequence[str] = ()) -> None:
+    """One option ``--NAME`` per :class:`~isomax.engine.TrainConfig` setting, from its declaration.
+
+    ``output_dir`` is left to each command (its own default); ``skip`` leaves out more.
+    """
+    import dataclasses
+
+    from .engine.config import TrainConfig
+
+    g = p.add_argument_group("training settings (override the preset and the --config file)")
     g.add_argument("--config", help="TOML file with training settings ([train] table or top level)")
-    g.add_argument("--preset", help="paper (the authors' recipe), fast (GPU) or cpu (default)")
-    g.add_argument("--dataset", help="dataset name, folder:PATH or an archive (default: digits)")
-    g.add_argument("--model", help="model name (see `isomax list`)")
-    if with_loss:
-        g.add_argument("--loss", help="softmax, isomax, isomaxplus or dismax")
-    g.add_argument("--epochs", type=_positive_int)
-    g.add_argument("--batch-size", type=_positive_int)
-    g.add_argument("--lr", type=float)
-    g.add_argument("--weight-decay", type=float)
-    g.add_argument("--schedule", choices=["multistep", "onecycle", "cosine", "constant"])
-    g.add_argument("--amp", choices=["none", "bf16", "fp16"])
-    g.add_argument(
-        "--augment",
-        choices=["auto", "crop_flip", "none"],
-        help="auto: crop + flip for RGB images of 16 px or more, none otherwise",
-    )
-    g.add_argument("--compile", action="store_true", default=None, help="use torch.compile")
-    g.add_argument("--channels-last", action="store_true", default=None)
-    g.add_argument("--fpr-alpha", type=float, help="DisMax FPR weight: 1, 0.5 or 0.25")
-    g.add_argument("--data-root", help="folder holding (or to receive) dataset files")
-    g.add_argument(
-        "--download",
-        action="store_true",
-        default=None,
-        help="download missing dataset files (checksums verified)",
-    )
-    g.add_argument("--device", help="auto (default), cpu, cuda, cuda:N or mps")
-    g.add_argument(
-        "--on-error",
-        choices=["raise", "skip"],
-        help="unreadable images in a folder dataset: stop (default) or skip them",
-    )
+    for f in dataclasses.fields(TrainConfig):
+        if f.name == "output_dir" or f.name in skip:
+            continue
+        kwargs: dict[str, Any] = {
+            "dest": f.name,
+            "default": None,
+            "help": f.metadata["help"].replace("%", "%%") + _defaults_text(f.name, f.default),
+        }
+        if str(f.type) == "bool":
+            kwargs["action"] = argparse.BooleanOptionalAction
+        else:
+            kwargs["type"] = _SETTING_TYPES[str(f.type)]
+            if f.metadata["choices"]:
+                kwargs["choices"] = f.metadata["choices"]
+        g.add_argument("--" + f.name.replace("_", "-"), **kwargs)
 
 
 def _overrides(args: argparse.Namespace) -> dict[str, Any]:
-    keys = (
-        "preset",
-        "dataset",
-        "model",
-        "loss",
-        "epochs",
-        "batch_size",
-        "lr",
-        "weight_decay",
-        "schedule",
-        "amp",
-        "augment",
-        "compile",
-        "channels_last",
-        "fpr_alpha",
-        "data_root",
-        "download",
-        "device",
-        "seed",
-        "on_error",
-    )
-    return {k: getattr(args, k) for k in keys if getattr(args, k, None) is not None}
+    """The settings given on the command line (None: not given)."""
+    import dataclasses
+
+    from .engine.config import TrainConfig
+
+    names = [f.name for f in dataclasses.fields(TrainConfig) if f.name != "output_dir"]
+    return {k: getattr(args, k) for k in names if getattr(args, k, None) is not None}
 
 
 def _ensure_writable(path: Path) -> Path:
@@ -160,7 +164,8 @@ def cmd_train(args: argparse.Namespace) -> int:
     overrides = _overrides(args)
     if args.output_dir:
         overrides["output_dir"] = str(_ensure_writable(Path(args.output_dir)))
-    overrides["progress"] = not args.quiet and sys.stderr.isatty()
+    if args.progress is None:
+        overrides["progress"] = not args.quiet and sys.stderr.isatty()
     cfg = load_config(args.config, overrides=overrides)
     result = train(cfg, resume=args.resume)
     if os.environ.get("RANK", "0") != "0":
@@ -469,11 +474,6 @@ def cmd_finetune(args: argparse.Namespace) -> int:
     weights = load_weights(source, args.model)
     overrides = _overrides(args)
     overrides.update(pretrained=str(source), model=weights.model)
-    for key in ("head_init", "head_lr_scale", "normalize"):
-        if getattr(args, key) is not None:
-            overrides[key] = getattr(args, key)
-    if args.freeze_backbone:
-        overrides["freeze_backbone"] = True
     source_cfg = weights.info.get("source_config") or {}
     if "dataset" not in overrides:
         if not source_cfg:
@@ -623,12 +623,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--output-dir", default="runs/compare")
     p.add_argument("--no-figures", action="store_true")
     p.add_argument("--posthoc", type=_csv_list, help=POSTHOC_HELP)
-    _add_train_options(p, with_loss=False)
+    _add_train_options(p, skip=("loss", "seed"))
     p.set_defaults(func=cmd_compare)
 
     p = sub.add_parser("train", help="train one model")
     _add_train_options(p)
-    p.add_argument("--seed", type=int)
     p.add_argument("--output-dir", help="where the checkpoint and logs go (default: runs/train)")
     p.add_argument("--resume", action="store_true", help="continue from the checkpoint there")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
@@ -704,25 +703,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--dataset cifar10_jpg.tar.xz --loss isomax --epochs 2 --baseline "
         "--ood tinyimagenet_val10k.tar.xz,mnist --output-dir runs/ft",
     )
-    p.add_argument(
-        "--pretrained",
-        help="weights file: He et al. CIFAR ResNet (.th/.pt), a registered or timm model's "
-        "state dict (name it with --model), safetensors; read without running code",
-    )
-    p.add_argument("--checkpoint", help="or an isomax checkpoint (e.g. a SoftMax run)")
-    p.add_argument(
-        "--normalize",
-        help="input normalisation the weights were trained with: imagenet, cifar10, none, "
-        "'M,M,M/S,S,S', or dataset (the dataset's own statistics, default)",
-    )
-    p.add_argument(
-        "--head-init",
-        choices=["auto", "weights", "class_means", "default"],
-        help="start of the new head: the old classifier's rows, class means of the features, "
-        "or the head's own init (default: auto)",
-    )
-    p.add_argument("--head-lr-scale", type=float, help="head lr = lr x this (finetune preset: 10)")
-    p.add_argument("--freeze-backbone", action="store_true", help="train the head only (BN frozen)")
+    p.add_argument("--checkpoint", help="start from an isomax checkpoint (e.g. a SoftMax run)")
     p.add_argument(
         "--baseline",
         action="store_true",
@@ -734,7 +715,6 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--posthoc", type=_csv_list, help=POSTHOC_HELP)
     _add_train_options(p)
-    p.add_argument("--seed", type=int)
     p.add_argument("--output-dir", default="runs/finetune")
     p.set_defaults(func=cmd_finetune)
 

@@ -18,7 +18,7 @@ from typing import Any
 import torch
 
 from . import scores as _scores
-from .engine.config import load_config
+from .engine.config import load_config, settings_with_role
 from .engine.evaluation import evaluate
 from .engine.trainer import load_bundle, resolve_device, train
 from .io import save_file
@@ -80,17 +80,8 @@ def _label(name: str) -> str:
     return prefix + base
 
 
-# Settings that do not change what a finished run means.
-_FREE_SETTINGS = {
-    "output_dir",
-    "device",
-    "progress",
-    "data_root",
-    "download",
-    "on_error",
-    "compile",
-    "checkpoint_every",
-}
+# Settings that do not change what a finished run means (declared in TrainConfig).
+_FREE_SETTINGS = set(settings_with_role("environment"))
 
 
 def _check_same_settings(path: Path, saved: dict[str, Any], wanted: dict[str, Any]) -> None:

@@ -39,7 +39,7 @@ def test_config_precedence_toml_and_errors(tmp_path):
     with pytest.raises(ValueError, match="amp must be one of"):
         load_config(overrides={"amp": "fp8"})
     assert TrainConfig.from_dict(cfg.to_dict()) == cfg
-    assert set(PRESETS) == {"paper", "fast", "cpu"}
+    assert set(PRESETS) == {"paper", "fast", "cpu", "finetune"}
 
 
 def test_learning_rate_schedules():

@@ -16,10 +16,12 @@ EXPECTED = [
     "digits_mlp",
     "mlp",
     "mnist_cnn",
+    "resnet110",
     "resnet18",
     "resnet20",
     "resnet32",
     "resnet34",
+    "resnet44",
     "resnet56",
     "resnet8",
     "wrn28_10",
@@ -46,7 +48,7 @@ def clean_registry(monkeypatch: pytest.MonkeyPatch) -> None:
 def test_list_models_has_the_documented_names() -> None:
     assert list_models() == EXPECTED
     resnets = list_models("resnet*")
-    assert resnets == [n for n in EXPECTED if n.startswith("resnet")] and len(resnets) == 6
+    assert resnets == [n for n in EXPECTED if n.startswith("resnet")] and len(resnets) == 8
     assert list_models("DIGITS_*") == ["digits_cnn", "digits_mlp"]
     assert list_models("nothing*") == []
 

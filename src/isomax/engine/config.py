@@ -7,7 +7,16 @@ import os
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["NORMALIZATIONS", "PRESETS", "TrainConfig", "load_config", "normalization"]
+__all__ = [
+    "NORMALIZATIONS",
+    "PRESETS",
+    "ROLES",
+    "TrainConfig",
+    "load_config",
+    "normalization",
+    "setting",
+    "settings_with_role",
+]
 
 #: Named input normalisations (per-channel mean and std on the [0, 1] scale) for weights trained
 #: elsewhere: ``imagenet`` is what torchvision, timm and many CIFAR model zoos use.
@@ -60,51 +69,119 @@ def normalization(spec: str, channels: int | None = None) -> tuple[tuple[float, 
     return mean, std
 
 
+#: What a setting means for an existing run. ``run``: it defines the run (a resumed run must
+#: keep it; a finished comparison run is reused only with the same value). ``tuning``: it changes
+#: the numbers but a resumed run may change it (with a warning); reuse needs the same value.
+#: ``environment``: where and how the run executes; free everywhere.
+ROLES = ("run", "tuning", "environment")
+
+
+def setting(default: Any, help: str, role: str, choices: tuple[str, ...] | None = None) -> Any:
+    """Declare a :class:`TrainConfig` setting: its default, help text, role and choices.
+
+    Everything else is derived from this declaration: the command-line option ``--NAME``
+    (:func:`isomax.cli`), TOML checking, resume and reuse rules (:func:`settings_with_role`).
+    """
+    if role not in ROLES:
+        raise ValueError(f"role must be one of {ROLES}, got {role!r}")
+    return dataclasses.field(
+        default=default, metadata={"help": help, "role": role, "choices": choices}
+    )
+
+
 @dataclass
 class TrainConfig:
-    """Everything that defines a training run; stored in every checkpoint."""
+    """Everything that defines a training run; stored in every checkpoint.
 
-    dataset: str = "digits"
-    model: str = "digits_cnn"
-    loss: str = "isomaxplus"
-    preset: str = "cpu"
-    epochs: int = 10
-    batch_size: int = 64
-    lr: float = 0.1
-    momentum: float = 0.9
-    nesterov: bool = True
-    weight_decay: float = 1e-4
-    decay_prototypes: bool = True
-    schedule: str = "multistep"  # multistep | onecycle | cosine | constant
-    milestones: tuple[float, ...] = (0.5, 2 / 3, 5 / 6)  # fractions of the epochs
-    gamma: float = 0.1
-    warmup_epochs: float = 0.0
-    fpr_alpha: float | None = None  # DisMax Fractional Probability Regularization
-    # auto: random crop (padding 4) + horizontal flip for RGB images of 16 px or more (CIFAR,
-    # SVHN, folders), none for grey digits and small images; or crop_flip | none
-    augment: str = "auto"
-    amp: str = "none"  # none | bf16 | fp16
-    channels_last: bool = False
-    compile: bool = False
-    data_on_device: str = "auto"  # auto | yes | no
-    val_split: float = 0.1
-    seed: int = 0
-    device: str = "auto"
-    data_root: str | None = None
-    download: bool = False
-    on_error: str = "raise"  # unreadable images in folder datasets: raise | skip
-    output_dir: str = "runs/train"
-    # Fine-tuning: start from a weights file (a He et al. CIFAR ResNet, a registered model's or
-    # timm model's state dict, or an isomax checkpoint); the classifier is replaced by the
-    # loss's head, initialised as head_init says; the head trains at lr * head_lr_scale.
-    pretrained: str | None = None
-    head_init: str = "auto"  # auto | weights | class_means | default
-    head_lr_scale: float = 1.0
-    freeze_backbone: bool = False
-    # input normalisation: the dataset's own statistics, or those the weights were trained with
-    normalize: str = "dataset"  # dataset | imagenet | cifar10 | none | "M,M,M/S,S,S"
-    checkpoint_every: int = 1
-    progress: bool = False
+    Each field is declared once with :func:`setting`; ``dataclasses.fields(TrainConfig)`` gives
+    the help text, the role (resume and reuse rules) and the choices of every setting.
+    """
+
+    dataset: str = setting("digits", "dataset name, folder:PATH or an archive", "run")
+    model: str = setting("digits_cnn", "model name (see `isomax list`)", "run")
+    loss: str = setting("isomaxplus", "training loss: softmax, isomax, isomaxplus or dismax", "run")
+    preset: str = setting(
+        "cpu",
+        "recipe the other settings start from",
+        "tuning",
+        ("paper", "fast", "cpu", "finetune"),
+    )
+    epochs: int = setting(10, "passes over the training split", "run")
+    batch_size: int = setting(64, "inputs per optimisation step (all processes together)", "run")
+    lr: float = setting(0.1, "peak learning rate", "tuning")
+    momentum: float = setting(0.9, "SGD momentum", "tuning")
+    nesterov: bool = setting(True, "Nesterov momentum", "tuning")
+    weight_decay: float = setting(1e-4, "L2 penalty of SGD", "tuning")
+    decay_prototypes: bool = setting(
+        True, "weight decay on the heads' prototypes (the authors decay every parameter)", "tuning"
+    )
+    schedule: str = setting(
+        "multistep",
+        "learning-rate schedule",
+        "tuning",
+        ("multistep", "onecycle", "cosine", "constant"),
+    )
+    milestones: tuple[float, ...] = setting(
+        (0.5, 2 / 3, 5 / 6), "multistep: fractions of the epochs where lr x gamma", "tuning"
+    )
+    gamma: float = setting(0.1, "multistep: factor at each milestone", "tuning")
+    warmup_epochs: float = setting(0.0, "linear warm-up length in epochs", "tuning")
+    fpr_alpha: float | None = setting(
+        None, "DisMax Fractional Probability Regularization weight: 1, 0.5 or 0.25", "run"
+    )
+    augment: str = setting(
+        "auto",
+        "auto: random crop (padding 4) + flip for RGB images of 16 px or more, none otherwise",
+        "run",
+        ("auto", "crop_flip", "none"),
+    )
+    amp: str = setting("none", "mixed precision autocast", "tuning", ("none", "bf16", "fp16"))
+    channels_last: bool = setting(False, "channels-last memory format", "tuning")
+    compile: bool = setting(False, "torch.compile the model", "environment")
+    data_on_device: str = setting(
+        "auto",
+        "keep the training data on the device (auto: on GPUs)",
+        "environment",
+        ("auto", "yes", "no"),
+    )
+    val_split: float = setting(0.1, "share of the training data held out for validation", "run")
+    seed: int = setting(0, "seed of the initialisation, batch order and augmentation", "run")
+    device: str = setting("auto", "auto, cpu, cuda, cuda:N or mps", "environment")
+    data_root: str | None = setting(
+        None, "folder holding (or to receive) dataset files", "environment"
+    )
+    download: bool = setting(
+        False, "download missing dataset files (checksums verified)", "environment"
+    )
+    on_error: str = setting(
+        "raise", "unreadable images in a folder dataset", "environment", ("raise", "skip")
+    )
+    output_dir: str = setting("runs/train", "where the checkpoint and logs go", "environment")
+    pretrained: str | None = setting(
+        None,
+        "start from a weights file (He et al. CIFAR ResNet, a registered or timm model's state "
+        "dict, an isomax checkpoint); its classifier is replaced by the loss's head",
+        "run",
+    )
+    head_init: str = setting(
+        "auto",
+        "with pretrained: start of the new head (old classifier rows, class means of the "
+        "features, or the head's own init)",
+        "run",
+        ("auto", "weights", "class_means", "default"),
+    )
+    head_lr_scale: float = setting(1.0, "the head's learning rate = lr x this", "tuning")
+    freeze_backbone: bool = setting(
+        False, "train the head only (batch-norm statistics frozen)", "run"
+    )
+    normalize: str = setting(
+        "dataset",
+        "input normalisation: dataset (its own statistics), imagenet, cifar10, none or "
+        "'M,M,M/S,S,S' (what pretrained weights expect)",
+        "run",
+    )
+    checkpoint_every: int = setting(1, "write a checkpoint every N epochs", "environment")
+    progress: bool = setting(False, "show a progress bar", "environment")
 
     def to_dict(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)
@@ -146,16 +223,10 @@ class TrainConfig:
             raise bad("batch_size", "a positive integer")
         if not self.lr > 0:
             raise bad("lr", "a number > 0")
-        if self.schedule not in ("multistep", "onecycle", "cosine", "constant"):
-            raise bad("schedule", "one of multistep, onecycle, cosine, constant")
-        if self.amp not in ("none", "bf16", "fp16"):
-            raise bad("amp", "one of none, bf16, fp16")
-        if self.augment not in ("auto", "crop_flip", "none"):
-            raise bad("augment", "one of auto, crop_flip, none")
-        if self.on_error not in ("raise", "skip"):
-            raise bad("on_error", "one of raise, skip")
-        if self.data_on_device not in ("auto", "yes", "no"):
-            raise bad("data_on_device", "one of auto, yes, no")
+        for f in dataclasses.fields(self):
+            choices = f.metadata.get("choices")
+            if choices and getattr(self, f.name) not in choices:
+                raise bad(f.name, f"one of {', '.join(choices)}")
         if not all(0.0 < m <= 1.0 for m in self.milestones):
             raise bad("milestones", "fractions of the epochs in (0, 1] (e.g. 0.5 for 150 of 300)")
         if not 0.0 <= self.val_split < 1.0:
@@ -289,3 +360,10 @@ def load_config(
     values.update(file_values)
     values.update(overrides)
     return TrainConfig.from_dict(values)
+
+
+def settings_with_role(role: str) -> tuple[str, ...]:
+    """Names of the :class:`TrainConfig` settings declared with ``role`` (see :data:`ROLES`)."""
+    if role not in ROLES:
+        raise ValueError(f"role must be one of {ROLES}, got {role!r}")
+    return tuple(f.name for f in dataclasses.fields(TrainConfig) if f.metadata["role"] == role)

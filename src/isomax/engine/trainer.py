@@ -28,7 +28,7 @@ from ..methods import get_method
 from ..optim import param_groups
 from . import distributed as dist_utils
 from .checkpoint import load_checkpoint, restore_rng, save_checkpoint
-from .config import TrainConfig, normalization
+from .config import TrainConfig, normalization, settings_with_role
 from .loader import TensorLoader, epoch_generator
 
 __all__ = [
@@ -72,22 +72,8 @@ class TrainResult:
 
 
 # Settings a resumed run must share with the checkpoint (they decide the data, the model and
-# the order of the batches); the optimiser settings may change, with a warning.
-RESUME_KEYS = (
-    "dataset",
-    "model",
-    "loss",
-    "epochs",
-    "seed",
-    "batch_size",
-    "val_split",
-    "fpr_alpha",
-    "augment",
-    "pretrained",
-    "head_init",
-    "normalize",
-    "freeze_backbone",
-)
+# the order of the batches); the "tuning" settings may change, with a warning.
+RESUME_KEYS = settings_with_role("run")
 
 
 def _kept(ckpt_path: Path) -> str:
@@ -469,19 +455,7 @@ def train(
                     f"cannot resume from {ckpt_path}: it was trained with {key}="
                     f"{getattr(saved, key)!r}, this run asks for {getattr(cfg, key)!r}"
                 )
-        changed = [
-            k
-            for k in (
-                "lr",
-                "momentum",
-                "weight_decay",
-                "schedule",
-                "milestones",
-                "gamma",
-                "warmup_epochs",
-            )
-            if getattr(saved, k) != getattr(cfg, k)
-        ]
+        changed = [k for k in settings_with_role("tuning") if getattr(saved, k) != getattr(cfg, k)]
         if changed:
             log.warning(
                 "resuming with changed %s: the run will differ from an uninterrupted one",

@@ -7,7 +7,8 @@ Every model is a :class:`Classifier`: ``forward(x) = head(features(x))``. Build 
     model.head = isomax.DisMaxHead(model.num_features, 10)   # or model.replace_head("dismax")
 
 Registered names (see :func:`list_models`): ``resnet18``, ``resnet34`` (CIFAR ResNets),
-``resnet8``, ``resnet20``, ``resnet32``, ``resnet56`` (He et al.'s thin CIFAR ResNets),
+``resnet8``, ``resnet20``, ``resnet32``, ``resnet44``, ``resnet56``, ``resnet110`` (He et al.'s
+thin CIFAR ResNets; :mod:`isomax.models.pretrained` loads their published weight files),
 ``densenet100`` (DenseNet-BC-100, k = 12), ``wrn28_10`` (WRN-28-10), ``digits_mlp``,
 ``digits_cnn`` (8x8 digits), ``mnist_cnn`` (28x28) and ``mlp`` (feature vectors). Any timm
 model works as ``"timm:NAME"`` (``pip install 'isomax[timm]'``).
@@ -27,7 +28,9 @@ from .resnet import (
     resnet20,
     resnet32,
     resnet34,
+    resnet44,
     resnet56,
+    resnet110,
 )
 from .small import MLP, DigitsCNN, DigitsMLP, MnistCNN, digits_cnn, digits_mlp, mlp, mnist_cnn
 from .timm_adapter import TimmBackbone, create_timm_model
@@ -64,6 +67,8 @@ __all__ = [
     "resnet20",
     "resnet32",
     "resnet34",
+    "resnet44",
     "resnet56",
+    "resnet110",
     "wrn28_10",
 ]

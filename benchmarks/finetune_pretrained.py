@@ -1,0 +1,173 @@
+"""Bring your own model: fine-tune CIFAR-10 ResNets trained by someone else, SoftMax vs IsoMax.
+
+Starts from the published He et al. CIFAR-10 ResNets in ``../shared/pretrained/cifar10_resnets``
+(SoftMax-trained, ImageNet normalisation), fine-tunes each with every loss through the training
+engine (``TrainConfig(pretrained=FILE)``, the ``finetune`` preset) on the CIFAR-10 JPEG copy in
+``../shared/data`` and evaluates against TinyImageNet (resized) and MNIST with every native score,
+plus the post-hoc detectors on the SoftMax fine-tune. The data is decoded once per invocation.
+
+Setup (from the repository root; ``.data`` is git-ignored)::
+
+    mkdir -p .data/MNIST/raw && cp ../shared/data/*.tar.xz .data/ \\
+        && cp ../shared/data/mnist_test/* .data/MNIST/raw/
+
+Run (one JSON per run under ``--out``; finished runs are skipped, so it can be re-invoked)::
+
+    python benchmarks/finetune_pretrained.py --nets resnet20 --losses softmax,isomax \\
+        --seeds 0,1,2 --out benchmarks/results/finetune_pretrained
+    python benchmarks/finetune_pretrained.py --table --out benchmarks/results/finetune_pretrained
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED = ROOT.parent / "shared"
+POSTHOC = ("knn", "mahalanobis", "vim", "react")
+
+
+def run_one(args, net: str, loss: str, seed: int, data, bundle, ood, out: Path) -> None:
+    from isomax.compare import fit_posthoc
+    from isomax.engine import evaluate, load_config, train
+    from isomax.methods import get_method
+
+    weights = next((SHARED / "pretrained" / "cifar10_resnets").glob(f"{net}-*.th"))
+    overrides = {
+        "dataset": str(args.data / "cifar10_jpg.tar.xz"),
+        "data_root": str(args.data),
+        "model": net,
+        "loss": loss,
+        "seed": seed,
+        "pretrained": str(weights),
+        "normalize": "imagenet",
+        "epochs": args.epochs,
+        "device": "cpu",
+        "output_dir": str(out / "runs" / f"{net}-{loss}-seed{seed}"),
+        "checkpoint_every": args.epochs,
+    }
+    for item in args.set:
+        key, _, value = item.partition("=")
+        overrides[key] = json.loads(value) if value[:1] in "0123456789-[{tf" else value
+    cfg = load_config(preset="finetune", overrides=overrides)
+    t0 = time.perf_counter()
+    result = train(cfg, bundle=bundle, data=data)
+    seconds = time.perf_counter() - t0
+    names = list(get_method(loss).scores)
+    if loss == "softmax":
+        names += [s for s in ("energy", "max_logit", "mds") if s not in names]
+    detectors = fit_posthoc(result.model, POSTHOC, bundle.train, 512) if loss == "softmax" else {}
+    ev = evaluate(result.model, bundle.test, ood, names, device="cpu", detectors=detectors)
+    record = {
+        "net": net,
+        "loss": loss,
+        "seed": seed,
+        "settings": {k: v for k, v in cfg.to_dict().items() if k not in ("output_dir",)},
+        "train_seconds": seconds,
+        "history": result.history,
+        "evaluation": ev.to_dict(),
+    }
+    path = out / f"{net}-{loss}-seed{seed}{args.tag}.json"
+    path.write_text(json.dumps(record, indent=1))
+    acc = ev.id_metrics["accuracy"]
+    tin = next(iter(ev.ood.values()))
+    best = max(tin, key=lambda s: tin[s]["tnr_at_tpr95"])
+    print(
+        f"{net} {loss} seed {seed}: {seconds:.0f}s, acc {100 * acc:.1f}, TinyImageNet TNR "
+        + ", ".join(f"{s} {100 * tin[s]['tnr_at_tpr95']:.1f}" for s in tin)
+        + f" (best {best})",
+        flush=True,
+    )
+
+
+def table(out: Path, tag: str) -> str:
+    """Mean +- std over seeds: accuracy, then TNR@TPR95 / AUROC per OOD set, per loss and score."""
+    rows: dict[tuple[str, str, str], list[dict]] = {}
+    for f in sorted(out.glob(f"*{tag}.json")):
+        if tag == "" and f.stem.count("-") > 2:
+            continue
+        r = json.loads(f.read_text())
+        ev = r["evaluation"]
+        for score in ev["mean"]:
+            rows.setdefault((r["net"], r["loss"], score), []).append(
+                {"acc": ev["id"]["accuracy"], **{n: ev["ood"][n][score] for n in ev["ood"]}}
+            )
+
+    def ms(values: list[float]) -> str:
+        m = 100 * statistics.mean(values)
+        s = 100 * statistics.stdev(values) if len(values) > 1 else 0.0
+        return f"{m:.1f} +- {s:.1f}"
+
+    sets = None
+    lines = []
+    for (net, loss, score), runs in rows.items():
+        if sets is None:
+            sets = [k for k in runs[0] if k != "acc"]
+            lines += [
+                "| net | loss | score | seeds | accuracy | "
+                + " | ".join(f"{s} TNR@TPR95 | {s} AUROC | {s} FPR@95 (OOD+)" for s in sets)
+                + " |",
+                "|---" * (5 + 3 * len(sets)) + "|",
+            ]
+        cells = [net, loss, score, str(len(runs)), ms([r["acc"] for r in runs])]
+        for s in sets:
+            for metric in ("tnr_at_tpr95", "auroc", "fpr_at_tpr95"):
+                cells.append(ms([r[s][metric] for r in runs]))
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--nets", default="resnet20", help="resnet20,resnet32,resnet56")
+    p.add_argument("--losses", default="softmax,isomax,isomaxplus,dismax")
+    p.add_argument("--seeds", default="0,1,2")
+    p.add_argument("--epochs", type=int, default=2)
+    p.add_argument("--data", type=Path, default=ROOT / ".data")
+    p.add_argument("--out", type=Path, default=ROOT / "benchmarks/results/finetune_pretrained")
+    p.add_argument("--set", action="append", default=[], help="extra setting KEY=VALUE")
+    p.add_argument("--tag", default="", help="suffix of the result files (variants)")
+    p.add_argument("--max-ood", type=int, default=None)
+    p.add_argument("--table", action="store_true", help="print the table of finished runs")
+    args = p.parse_args()
+    sys.path.insert(0, str(ROOT / "src"))
+    args.out.mkdir(parents=True, exist_ok=True)
+    if args.table:
+        print(table(args.out, args.tag))
+        return
+
+    import torch
+
+    from isomax.compare import evaluation_datasets
+    from isomax.engine import TrainConfig
+    from isomax.engine.trainer import TrainData, load_bundle
+
+    torch.set_num_threads(2)
+    t0 = time.perf_counter()
+    cfg = TrainConfig(
+        dataset=str(args.data / "cifar10_jpg.tar.xz"), data_root=str(args.data), normalize="imagenet"
+    )
+    bundle = load_bundle(cfg)
+    data = TrainData.from_bundle(bundle)
+    ood = evaluation_datasets(
+        bundle,
+        [str(args.data / "tinyimagenet_val10k.tar.xz"), "mnist"],
+        str(args.data),
+        max_samples=args.max_ood,
+    )
+    print(f"data ready in {time.perf_counter() - t0:.0f}s", flush=True)
+    for net in args.nets.split(","):
+        for seed in (int(s) for s in args.seeds.split(",")):
+            for loss in args.losses.split(","):
+                if (args.out / f"{net}-{loss}-seed{seed}{args.tag}.json").exists():
+                    continue
+                run_one(args, net, loss, seed, data, bundle, ood, args.out)
+
+
+if __name__ == "__main__":
+    main()
