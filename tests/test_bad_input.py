@@ -1240,7 +1240,7 @@ def test_cli_detect_unwritable_output(capsys, tmp_path, detector_file, detect_in
 @pytest.mark.parametrize(
     ("argv", "pattern"),
     [
-        (["train", "--epochs", "0"], r"argument --epochs: expected a positive integer, got '0'"),
+        (["train", "--epochs", "0"], r"epochs must be a positive integer, got 0"),
         (["train", "--lr", "fast"], r"argument --lr: invalid float value: 'fast'"),
         (["train", "--amp", "fp8"], r"argument --amp: invalid choice: 'fp8'"),
         (["calibrate", "c.safetensors", "--tpr", "95"], r"argument --tpr: expected a number in"),

@@ -101,10 +101,7 @@ class TrainConfig:
     model: str = setting("digits_cnn", "model name (see `isomax list`)", "run")
     loss: str = setting("isomaxplus", "training loss: softmax, isomax, isomaxplus or dismax", "run")
     preset: str = setting(
-        "cpu",
-        "recipe the other settings start from",
-        "tuning",
-        ("paper", "fast", "cpu", "finetune"),
+        "cpu", "recipe the other settings start from: paper, fast, cpu or finetune", "tuning"
     )
     epochs: int = setting(10, "passes over the training split", "run")
     batch_size: int = setting(64, "inputs per optimisation step (all processes together)", "run")
@@ -293,6 +290,18 @@ PRESETS: dict[str, dict[str, Any]] = {
         channels_last=True,
         data_on_device="auto",
     ),
+    "cpu": dict(
+        epochs=10,
+        batch_size=64,
+        lr=0.05,
+        momentum=0.9,
+        nesterov=True,
+        weight_decay=1e-4,
+        schedule="cosine",
+        augment="none",
+        amp="none",
+        data_on_device="yes",
+    ),
     # Fine-tuning a trained classifier: a few epochs, a small learning rate with cosine decay,
     # the new head at 10x (BENCHMARKS.md section "Bring your own model").
     "finetune": dict(
@@ -307,18 +316,6 @@ PRESETS: dict[str, dict[str, Any]] = {
         augment="auto",
         amp="none",
         data_on_device="auto",
-    ),
-    "cpu": dict(
-        epochs=10,
-        batch_size=64,
-        lr=0.05,
-        momentum=0.9,
-        nesterov=True,
-        weight_decay=1e-4,
-        schedule="cosine",
-        augment="none",
-        amp="none",
-        data_on_device="yes",
     ),
 }
 
