@@ -85,6 +85,50 @@ def run_one(args, net: str, loss: str, seed: int, data, bundle, ood, out: Path) 
     )
 
 
+def diagnose(net: str, data, losses: list[str], batches: int = 4) -> str:
+    """Why the heads gain differently: the backbone's gradient at the start of fine-tuning.
+
+    For each loss, the new head is put in place as the engine does (``head_init=auto``), then
+    the mean over a few batches of the training loss and of the gradient norm of the backbone
+    (all parameters but the head) is measured, with the feature norm.
+    """
+    import torch
+
+    from isomax.engine import TrainConfig
+    from isomax.engine.loader import TensorLoader
+    from isomax.engine.trainer import _pretrained_model
+    from isomax.methods import get_method
+
+    weights = next((SHARED / "pretrained" / "cifar10_resnets").glob(f"{net}-*.th"))
+    lines = ["| loss | head init | initial loss | backbone grad norm | ratio to SoftMax |"]
+    lines.append("|---|---|---|---|---|")
+    base = None
+    for loss in losses:
+        cfg = TrainConfig(model=net, loss=loss, pretrained=str(weights), normalize="imagenet")
+        torch.manual_seed(0)
+        model = _pretrained_model(cfg, data).train()
+        crit = get_method(loss).build_loss()
+        head = {id(p) for p in model.head.parameters()}
+        pick = torch.randperm(len(data.y_train), generator=torch.Generator().manual_seed(0))
+        pick = pick[: 128 * batches]
+        loader = TensorLoader(data.x_train[pick], data.y_train[pick], 128, data.mean, data.std)
+        losses_, norms = [], []
+        for x, y in loader:
+            model.zero_grad()
+            value = crit(model(x), y)
+            value.backward()
+            g = [p.grad.flatten() for p in model.parameters() if id(p) not in head]
+            norms.append(float(torch.cat(g).norm()))
+            losses_.append(float(value.detach()))
+        norm = sum(norms) / len(norms)
+        base = norm if base is None else base
+        init = "old rows" if loss != "isomax" else "class means"
+        lines.append(
+            f"| {loss} | {init} | {sum(losses_) / len(losses_):.3f} | {norm:.4f} | {norm / base:.2f} |"
+        )
+    return "\n".join(lines)
+
+
 def table(out: Path, tag: str) -> str:
     """Mean +- std over seeds: accuracy, then TNR@TPR95 / AUROC per OOD set, per loss and score."""
     rows: dict[tuple[str, str, str], list[dict]] = {}
@@ -134,6 +178,7 @@ def main() -> None:
     p.add_argument("--tag", default="", help="suffix of the result files (variants)")
     p.add_argument("--max-ood", type=int, default=None)
     p.add_argument("--table", action="store_true", help="print the table of finished runs")
+    p.add_argument("--diagnose", action="store_true", help="backbone gradients at the start")
     args = p.parse_args()
     sys.path.insert(0, str(ROOT / "src"))
     args.out.mkdir(parents=True, exist_ok=True)
@@ -150,7 +195,9 @@ def main() -> None:
     torch.set_num_threads(2)
     t0 = time.perf_counter()
     cfg = TrainConfig(
-        dataset=str(args.data / "cifar10_jpg.tar.xz"), data_root=str(args.data), normalize="imagenet"
+        dataset=str(args.data / "cifar10_jpg.tar.xz"),
+        data_root=str(args.data),
+        normalize="imagenet",
     )
     bundle = load_bundle(cfg)
     data = TrainData.from_bundle(bundle)
@@ -161,6 +208,10 @@ def main() -> None:
         max_samples=args.max_ood,
     )
     print(f"data ready in {time.perf_counter() - t0:.0f}s", flush=True)
+    if args.diagnose:
+        for net in args.nets.split(","):
+            print(diagnose(net, data, args.losses.split(",")))
+        return
     for net in args.nets.split(","):
         for seed in (int(s) for s in args.seeds.split(",")):
             for loss in args.losses.split(","):
