@@ -465,7 +465,9 @@ def _run_compare(
     _ensure_writable(out)
     t0 = time.perf_counter()
     c0 = time.process_time()
-    threads = _size_threads()
+    import torch
+
+    threads = torch.get_num_threads()
 
     def on_run(loss: str, seed: int, status: str) -> None:
         print(f"[{time.perf_counter() - t0:6.1f}s] {loss:<11} seed {seed}: {status}", flush=True)
@@ -998,6 +1000,27 @@ def _epoch_lines(terminal: bool, verbose: bool = False) -> None:
     trainer_log.propagate = False
 
 
+# Library messages name Python arguments; on the command line the options say the same.
+CLI_WORDS = (
+    ("Pass download=True", "Pass --download"),
+    ("pass download=True", "pass --download"),
+    ("point root= at", "point --data-root at"),
+    ("pass root= pointing at", "pass --data-root pointing at"),
+    ("(val_split=0)", "(trained with val_split = 0)"),
+    (
+        "does not record its model configuration: pass the model, OODDetector.load(path, model)",
+        "does not record its model configuration; make the detector with `isomax calibrate`",
+    ),
+    ("on_error='skip'", "--on-error skip"),
+)
+
+
+def _cli_words(message: str) -> str:
+    for library, cli in CLI_WORDS:
+        message = message.replace(library, cli)
+    return message
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``isomax`` command; returns the exit status."""
     parser = build_parser()
@@ -1009,12 +1032,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     debug = args.debug or os.environ.get("ISOMAX_DEBUG") == "1"
     if args.command in ("train", "compare", "demo") and not getattr(args, "quiet", False):
         _epoch_lines(sys.stderr.isatty(), args.verbose)
+    if args.command != "list":
+        _size_threads()
     try:
         return int(args.func(args))
     except USER_ERRORS as exc:
         if debug:
             raise
-        message = " ".join(str(exc).split()) or type(exc).__name__
+        message = _cli_words(" ".join(str(exc).split()) or type(exc).__name__)
         print(f"isomax {args.command}: error: {message}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

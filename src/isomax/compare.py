@@ -373,6 +373,10 @@ def compare(
         raise ValueError(f"losses has repeated entries: {list(losses)}")
     if not ood:
         raise ValueError("ood is empty: name at least one OOD set")
+    from .data.registry import _local_path
+
+    for name in ood:  # a malformed path fails before any data is loaded
+        _local_path(name)
     check_posthoc_names(posthoc)
     out = Path(output_dir)
     out.mkdir(parents=True, exist_ok=True)
