@@ -205,7 +205,7 @@ def test_roc_grid_has_no_empty_cells_and_one_curve_per_seed(tmp_path, monkeypatc
     curves = [ln for ln in axes[0].get_lines() if ln.get_color() == "#1f77b4"]
     assert len(curves) == 3
     legend = [t.get_text() for t in axes[0].get_legend().get_texts()]
-    assert any("± " in t and "(3 seeds)" in t for t in legend)
+    assert any("± " in t and ", 3 seeds" in t for t in legend)
     assert plots._grid(6, 4) == (2, 3) and plots._grid(8, 4) == (2, 4)
 
 

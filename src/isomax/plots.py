@@ -253,8 +253,8 @@ def _auroc_text(ids: list[np.ndarray], oods: list[np.ndarray]) -> str:
     if len(values) == 1:
         return f"AUROC {values[0]:.2%}"
     return (
-        f"AUROC {100 * np.mean(values):.1f} ± {100 * np.std(values, ddof=1):.1f}% "
-        f"({len(values)} seeds)"
+        f"AUROC {100 * np.mean(values):.1f} ± {100 * np.std(values, ddof=1):.1f}%, "
+        f"{len(values)} seeds"
     )
 
 
