@@ -105,4 +105,6 @@ def test_on_error_rejects_other_words(capsys):
     with pytest.raises(SystemExit) as exc:
         build_parser().parse_args(["evaluate", "x", "--ood", "g", "--on-error", "ignore"])
     assert exc.value.code == 2
-    assert "expected skip or fail" in capsys.readouterr().err
+    assert "argument --on-error: invalid choice: 'ignore' (choose from 'skip', 'fail')" in (
+        capsys.readouterr().err
+    )

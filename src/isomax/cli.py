@@ -53,7 +53,7 @@ def _on_error(text: str) -> str:
         return "raise"
     if value == "skip":
         return "skip"
-    raise argparse.ArgumentTypeError(f"expected skip or fail, got {text!r}")
+    raise argparse.ArgumentTypeError(f"invalid choice: {text!r} (choose from 'skip', 'fail')")
 
 
 ON_ERROR_HELP = (
