@@ -11,7 +11,7 @@ import json
 import logging
 import os
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -41,6 +41,7 @@ class CompareResult:
     runs: list[dict[str, Any]]
     aggregate: dict[str, Any]
     report: Path | None
+    skipped: dict[str, int] = field(default_factory=dict)  # undecodable files per OOD set
 
 
 def evaluation_datasets(
@@ -49,22 +50,107 @@ def evaluation_datasets(
     root: str | None = None,
     download: bool = False,
     max_samples: int | None = None,
+    on_error: str = "raise",
 ) -> dict[str, Any]:
     """The OOD sets named in ``ood``, brought to the ID bundle's shape and normalisation.
 
-    ``max_samples`` keeps a seeded random subset of each larger set.
+    ``max_samples`` keeps a seeded random subset of each larger set. ``on_error`` (``"raise"``
+    or ``"skip"``) applies to undecodable files of folders and archives; count the skipped
+    ones after evaluating with :func:`skipped_files`. A set whose images have another size than
+    the ID inputs is logged once, with both sizes.
     """
     from .data import get_ood_dataset
+    from .data.registry import _local_path
 
-    sets = {
-        _label(name): get_ood_dataset(
-            name, like=bundle, root=root, download=download, max_samples=max_samples
+    sets = {}
+    for name in ood:
+        kw = {"on_error": on_error} if _local_path(name) is not None else {}
+        ds = get_ood_dataset(
+            name, like=bundle, root=root, download=download, max_samples=max_samples, **kw
         )
-        for name in ood
-    }
+        _log_resize(_label(name), ds, tuple(bundle.input_shape))
+        sets[_label(name)] = ds
     if len(sets) != len(ood):
         raise ValueError(f"ood names two sets with the same label: {list(ood)}")
     return sets
+
+
+def _base_chain(ds: Any) -> list[Any]:
+    chain = [ds]
+    while getattr(chain[-1], "base", None) is not None and len(chain) < 10:
+        chain.append(chain[-1].base)
+    return chain
+
+
+def _log_resize(label: str, ds: Any, shape: tuple[int, ...]) -> None:
+    """Say once per OOD set when its images are resized to the ID input size."""
+    from .data.core import AdaptedDataset
+    from .data.images import ImageFilesDataset
+
+    want = "x".join(str(v) for v in shape[1:])
+    for part in _base_chain(ds):
+        if isinstance(part, AdaptedDataset):
+            got = "x".join(str(v) for v in part.base.shape[1:])
+            if got != want:
+                log.warning("OOD set %s: its %s images are resized to %s", label, got, want)
+            return
+        if isinstance(part, ImageFilesDataset):
+            sizes = _file_sizes(part.files[:20])
+            other = sorted(s for s in sizes if s != want)
+            if other:
+                shown = ", ".join(other[:3]) + (", ..." if len(other) > 3 else "")
+                log.warning(
+                    "OOD set %s: images of %s pixels (first %d files) are resized to %s",
+                    label,
+                    shown,
+                    min(20, len(part.files)),
+                    want,
+                )
+            return
+
+
+def _file_sizes(files: Sequence[Path]) -> set[str]:
+    """Image sizes as ``HxW``, read from the file headers (unreadable files left out)."""
+    try:
+        from PIL import Image
+    except ImportError:  # pragma: no cover - pillow is needed to decode folders anyway
+        return set()
+    sizes = set()
+    for f in files:
+        try:
+            with Image.open(f) as im:
+                sizes.add(f"{im.size[1]}x{im.size[0]}")
+        except OSError:
+            continue
+    return sizes
+
+
+def skipped_files(ds: Any) -> int:
+    """How many distinct undecodable files an OOD set skipped (``on_error="skip"``)."""
+    for part in _base_chain(ds):
+        skipped = getattr(part, "skipped", None)
+        if isinstance(skipped, list) and skipped:
+            return len(set(skipped))
+    return 0
+
+
+def ood_fingerprint(name: str) -> str | None:
+    """What identifies the content of a folder or archive OOD set: a digest of every file's
+    relative name, size and modification time (``None`` for registry names)."""
+    import hashlib
+
+    from .data.registry import _local_path
+
+    path = _local_path(name)
+    if path is None or not path.exists():
+        return None
+    digest = hashlib.sha256()
+    files = [path] if path.is_file() else sorted(p for p in path.rglob("*") if p.is_file())
+    for f in files:
+        st = f.stat()
+        rel = f.name if f == path else f.relative_to(path).as_posix()
+        digest.update(f"{rel}\0{st.st_size}\0{st.st_mtime_ns}\n".encode())
+    return digest.hexdigest()
 
 
 def _label(name: str) -> str:
@@ -99,11 +185,16 @@ def _check_same_settings(path: Path, saved: dict[str, Any], wanted: dict[str, An
             )
 
 
-def check_posthoc_names(names: Sequence[str]) -> None:
-    """Validate post-hoc detector names (``energy`` is already a logit score)."""
+def posthoc_detector_names() -> list[str]:
+    """The post-hoc detectors ``--posthoc`` accepts (``energy`` is already a logit score)."""
     from .posthoc import posthoc_names
 
-    valid = [n for n in posthoc_names() if n not in _scores.names()]
+    return [n for n in posthoc_names() if n not in _scores.names()]
+
+
+def check_posthoc_names(names: Sequence[str]) -> None:
+    """Validate post-hoc detector names (``energy`` is already a logit score)."""
+    valid = posthoc_detector_names()
     for name in names:
         if name not in valid:
             raise ValueError(f"unknown post-hoc detector {name!r}; valid: {', '.join(valid)}")
@@ -178,6 +269,7 @@ def _run_one(
     save_scores: bool,
     posthoc: Sequence[str] = (),
     max_ood_samples: int | None = None,
+    ood_content: dict[str, str | None] | None = None,
 ) -> dict[str, Any]:
     result = train(cfg, resume=True, bundle=bundle)
     model = result.model.to(device)
@@ -207,6 +299,7 @@ def _run_one(
         "history": result.history,
         "config": cfg.to_dict(),
         "max_ood_samples": max_ood_samples,
+        "ood_content": ood_content or {},
     }
     write_json(run_dir / EVAL_NAME, record)  # last: its presence marks the run finished
     return record
@@ -227,6 +320,7 @@ def compare(
     save_scores: bool = True,
     figures: bool = True,
     on_run: Callable[[str, int, str], None] | None = None,
+    on_error: str = "raise",
 ) -> CompareResult:
     """Train and evaluate every (loss, seed) pair and write the report folder.
 
@@ -246,8 +340,14 @@ def compare(
         save_scores: keep every run's raw scores (``scores.safetensors``).
 
         figures: draw the PNG figures (needs matplotlib).
-        on_run: called as ``on_run(loss, seed, status)`` with status ``"reused"`` or
+        on_run: called as ``on_run(loss, seed, status)`` with status ``"reused"`` (finished
+            earlier with the same settings and OOD data), ``"re-evaluated"`` (trained earlier,
+            evaluated again because the OOD sets, their content or the detectors changed) or
             ``"trained"``, e.g. to print progress.
+        on_error: undecodable files in folder or archive OOD sets: ``"raise"`` or ``"skip"``
+            (counted in ``CompareResult.skipped``). A finished run is reused only when every
+            folder or archive OOD set still holds the same files (names, sizes and modification
+            times).
     """
 
     if int(os.environ.get("WORLD_SIZE", "1")) > 1:
@@ -264,6 +364,10 @@ def compare(
         raise ValueError(f"losses has repeated entries: {list(losses)}")
     if not ood:
         raise ValueError("ood is empty: name at least one OOD set")
+    from .data.registry import _local_path
+
+    for name in ood:  # a malformed path fails before any data is loaded
+        _local_path(name)
     check_posthoc_names(posthoc)
     out = Path(output_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -277,7 +381,10 @@ def compare(
     device = resolve_device(base.device)
     bundle = _decode_train_once(load_bundle(base))
 
-    ood_sets = evaluation_datasets(bundle, ood, base.data_root, base.download, max_ood_samples)
+    ood_sets = evaluation_datasets(
+        bundle, ood, base.data_root, base.download, max_ood_samples, on_error=on_error
+    )
+    content = {_label(name): ood_fingerprint(name) for name in ood}
     runs = []
     for loss in methods:
         for seed in seed_list:
@@ -291,6 +398,7 @@ def compare(
                 fpr_alpha=base.fpr_alpha if loss == "dismax" else None,
             )
 
+            status = "trained"
             if done.exists():
                 try:
                     record = json.loads(done.read_text())
@@ -300,8 +408,13 @@ def compare(
                     _check_same_settings(done, record.get("config", {}), cfg.to_dict())
                     ev = record["evaluation"]
                     same_eval = record.get("max_ood_samples") == max_ood_samples
+                    same_content = all(
+                        record.get("ood_content", {}).get(label) == digest
+                        for label, digest in content.items()
+                    )
                     if (
                         same_eval
+                        and same_content
                         and set(ev["ood"]) == set(ood_sets)
                         and set(posthoc) <= set(ev["mean"])
                     ):
@@ -310,19 +423,32 @@ def compare(
                             on_run(loss, seed, "reused")
                         continue
                     log.info(
-                        "%s seed %d: OOD sets or detectors changed; evaluating again", loss, seed
+                        "%s seed %d: OOD sets, their files or the detectors changed; evaluating "
+                        "again",
+                        loss,
+                        seed,
                     )
+                    status = "re-evaluated"
 
             run_dir.mkdir(parents=True, exist_ok=True)
             runs.append(
                 _run_one(
-                    cfg, bundle, ood_sets, run_dir, device, save_scores, posthoc, max_ood_samples
+                    cfg,
+                    bundle,
+                    ood_sets,
+                    run_dir,
+                    device,
+                    save_scores,
+                    posthoc,
+                    max_ood_samples,
+                    content,
                 )
             )
             if on_run:
-                on_run(loss, seed, "trained")
+                on_run(loss, seed, status)
     agg = aggregate(runs)
     from .report import write_report
 
     report = write_report(out, runs, agg, figures=figures)
-    return CompareResult(out, runs, agg, report)
+    skipped = {name: skipped_files(ds) for name, ds in ood_sets.items()}
+    return CompareResult(out, runs, agg, report, {k: v for k, v in skipped.items() if v})

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
@@ -182,10 +182,37 @@ class OODDetector:
             return self._posthoc.score(x.to(self.device))
         return self._values(self.logits(x), None)
 
-    def predict(self, x: Tensor) -> Prediction:
-        """Classes, probabilities, scores and the OOD mask of a batch."""
+    def __repr__(self) -> str:
+        threshold = "not fitted" if self.threshold is None else f"{self.threshold:.6g}"
+        kept = "" if self.tpr is None else f" (keeps {100 * self.tpr:.1f}% of ID validation)"
+        head = getattr(self.model, "head", None)
+        parts = [
+            f"model={type(self.model).__name__}"
+            + (f" with {type(head).__name__}" if isinstance(head, nn.Module) else ""),
+            f"score={self.score_name!r}",
+            f"temperature={self.temperature:.4g}",
+            f"threshold={threshold}{kept}",
+            f"device={self.device}",
+        ]
+        return f"OODDetector({', '.join(parts)})"
+
+    def predict(self, x: Tensor | Iterable[Any]) -> Prediction:
+        """Classes, probabilities, scores and the OOD mask of a batch, or of every batch of a
+        loader (a ``DataLoader`` or any iterable of tensors or ``(inputs, labels)`` pairs),
+        concatenated in order."""
         if self.threshold is None:
             raise RuntimeError("the detector has no threshold: call fit() or pass threshold=")
+        if not isinstance(x, Tensor):
+            if isinstance(x, str | bytes) or not isinstance(x, Iterable):
+                raise TypeError(
+                    f"predict takes a tensor or a loader of batches, got {type(x).__name__}"
+                )
+            parts = [self.predict(_inputs(batch)) for batch in x]
+            if not parts:
+                raise ValueError("the loader given to predict is empty")
+            return Prediction(
+                *(torch.cat([getattr(p, f.name) for p in parts]) for f in fields(Prediction))
+            )
         logits = self.logits(x)
         values = self.score(x) if self._posthoc is not None else self._values(logits, None)
         probs = torch.softmax(logits.float() / self.temperature, dim=1)

@@ -183,12 +183,31 @@ def _check_mapping(x: Any, name: str) -> Mapping[Any, Any]:
     return x
 
 
+def _is_seed_list(x: Any) -> bool:
+    """One array per seed (a list or tuple of arrays) rather than one array of scores."""
+    return (
+        isinstance(x, list | tuple)
+        and len(x) > 0
+        and all(isinstance(v, np.ndarray | torch.Tensor | list | tuple) for v in x)
+    )
+
+
+def _check_runs(x: Any, name: str) -> list[np.ndarray]:
+    """One score array, or one per seed: a list of 1-D arrays."""
+    if _is_seed_list(x):
+        return [_check_scores_1d(v, f"{name}[{i}]") for i, v in enumerate(x)]
+    return [_check_scores_1d(x, name)]
+
+
 def _check_id_ood(
     id_scores: Any, ood_scores: Any
 ) -> tuple[
-    list[tuple[str, str, str]], list[str], dict[str, np.ndarray], dict[tuple[str, str], np.ndarray]
+    list[tuple[str, str, str]],
+    list[str],
+    dict[str, list[np.ndarray]],
+    dict[tuple[str, str], list[np.ndarray]],
 ]:
-    """Validate the score mappings; return styles, OOD names and the arrays."""
+    """Validate the score mappings; return styles, OOD names and the arrays (one per seed)."""
     _check_mapping(id_scores, "id_scores")
     _check_mapping(ood_scores, "ood_scores")
     styles = _styles(list(id_scores), "id_scores")
@@ -200,10 +219,10 @@ def _check_id_ood(
             f"only in id_scores: {only_id}, only in ood_scores: {only_ood}"
         )
     ood_names: list[str] | None = None
-    ids: dict[str, np.ndarray] = {}
-    oods: dict[tuple[str, str], np.ndarray] = {}
+    ids: dict[str, list[np.ndarray]] = {}
+    oods: dict[tuple[str, str], list[np.ndarray]] = {}
     for method, _, _ in styles:
-        ids[method] = _check_scores_1d(id_scores[method], f"id_scores[{method!r}]")
+        ids[method] = _check_runs(id_scores[method], f"id_scores[{method!r}]")
         sets = _check_mapping(ood_scores[method], f"ood_scores[{method!r}]")
         for ood in sets:
             if not isinstance(ood, str):
@@ -217,9 +236,26 @@ def _check_id_ood(
                 "the same OOD sets"
             )
         for ood in ood_names:
-            oods[method, ood] = _check_scores_1d(sets[ood], f"ood_scores[{method!r}][{ood!r}]")
+            runs = _check_runs(sets[ood], f"ood_scores[{method!r}][{ood!r}]")
+            if len(runs) != len(ids[method]):
+                raise ValueError(
+                    f"ood_scores[{method!r}][{ood!r}] has {len(runs)} seed(s), "
+                    f"id_scores[{method!r}] has {len(ids[method])}"
+                )
+            oods[method, ood] = runs
     assert ood_names is not None
     return styles, ood_names, ids, oods
+
+
+def _auroc_text(ids: list[np.ndarray], oods: list[np.ndarray]) -> str:
+    """AUROC of one seed, or mean +- std over seeds (as the report's tables)."""
+    values = [_auroc(a, b) for a, b in zip(ids, oods)]
+    if len(values) == 1:
+        return f"AUROC {values[0]:.2%}"
+    return (
+        f"AUROC {100 * np.mean(values):.1f} ± {100 * np.std(values, ddof=1):.1f}%, "
+        f"{len(values)} seeds"
+    )
 
 
 # --------------------------------------------------------------------------------------------
@@ -262,7 +298,11 @@ def _hist_edges(pooled: np.ndarray) -> np.ndarray:
 
 
 def _grid(n: int, max_cols: int) -> tuple[int, int]:
-    cols = min(n, max_cols)
+    """Rows and columns for ``n`` panels: the column count in ``[2, max_cols]`` (or ``n``) that
+    leaves the fewest empty cells, preferring more columns."""
+    if n <= max_cols:
+        return 1, max(n, 1)
+    cols = min(range(max_cols, 1, -1), key=lambda c: (-n % c, -c))
     return math.ceil(n / cols), cols
 
 
@@ -303,8 +343,10 @@ def plot_score_histograms(
     rows, cols = len(styles), len(ood_names)
     fig = _new_figure(max(4.2 * cols, 6.0), 3.1 * rows + 0.6)
     lo, hi = _HIST_PERCENTILES
+    seeds = max(len(v) for v in ids.values())
+    pooled = f", scores of {seeds} seeds pooled" if seeds > 1 else ""
     fig.suptitle(
-        "ID vs OOD score distributions (higher = more ID)\n"
+        f"ID vs OOD score distributions (higher = more ID{pooled})\n"
         f"bins: {lo:g}-{hi:g} percentiles per panel, tails in the edge bins",
         fontsize=11,
     )
@@ -313,7 +355,7 @@ def plot_score_histograms(
         label = f"{display} ({score})" if score else display
         for c, ood in enumerate(ood_names):
             ax = fig.add_subplot(rows, cols, r * cols + c + 1)
-            x_id, x_ood = ids[method], oods[method, ood]
+            x_id, x_ood = np.concatenate(ids[method]), np.concatenate(oods[method, ood])
             edges = _hist_edges(np.concatenate([x_id, x_ood]))
             for x, colour_, name in ((x_id, colour, "ID"), (x_ood, _OOD_COLOUR, ood)):
                 dens, _ = np.histogram(np.clip(x, edges[0], edges[-1]), edges, density=True)
@@ -323,7 +365,10 @@ def plot_score_histograms(
             ax.set_xlabel(f"{score} score" if score else "score")
             ax.set_ylabel("density")
             ax.legend(
-                title=f"AUROC {_auroc(x_id, x_ood):.2%}", loc="best", fontsize=8, title_fontsize=9
+                title=_auroc_text(ids[method], oods[method, ood]),
+                loc="best",
+                fontsize=8,
+                title_fontsize=9,
             )
             ax.grid(alpha=0.25)
     return _save(fig, out)
@@ -343,17 +388,25 @@ def plot_roc_curves(
     styles, ood_names, ids, oods = _check_id_ood(id_scores, ood_scores)
     out = _check_path(path)
 
-    rows, cols = _grid(len(ood_names), 3)
+    rows, cols = _grid(len(ood_names), 4)
     fig = _new_figure(4.6 * cols, 4.6 * rows + 0.3, layout="constrained")  # square panels
-    fig.suptitle("ROC curves, ID positive (higher score = more in-distribution)", fontsize=11)
+    seeds = max(len(v) for v in ids.values())
+    fig.suptitle(
+        "ROC curves, ID positive (higher score = more in-distribution)"
+        + (f"; one curve per seed ({seeds} seeds)" if seeds > 1 else ""),
+        fontsize=11,
+    )
     for i, ood in enumerate(ood_names):
         ax = fig.add_subplot(rows, cols, i + 1)
         ax.plot([0, 1], [0, 1], color="0.6", linestyle="--", linewidth=1, label="chance")
         ax.axhline(_TPR_LINE, color="0.3", linestyle=":", linewidth=1, label="TPR = 95%")
         for method, display, colour in styles:
-            fpr, tpr = _roc(ids[method], oods[method, ood])
-            auc = _auroc(ids[method], oods[method, ood])
-            ax.plot(fpr, tpr, color=colour, linewidth=1.6, label=f"{display} (AUROC {auc:.2%})")
+            runs = list(zip(ids[method], oods[method, ood]))
+            label = f"{display} ({_auroc_text(ids[method], oods[method, ood])})"
+            for k, (x_id, x_ood) in enumerate(runs):
+                fpr, tpr = _roc(x_id, x_ood)
+                width = 1.6 if len(runs) == 1 else 1.1
+                ax.plot(fpr, tpr, color=colour, linewidth=width, label=label if k == 0 else None)
         ax.set_xlim(-0.01, 1.01)
         ax.set_ylim(-0.01, 1.01)
         ax.set_box_aspect(1)
@@ -439,17 +492,16 @@ def plot_reliability(
             linewidth=0.6,
             label="accuracy",
         )
-        ax.bar(
+        ax.bar(  # outline and hatch only: the accuracy bars stay visible through the gap
             left,
             np.abs(conf[full] - acc[full]),
             width=width,
             bottom=np.minimum(conf[full], acc[full]),
             align="edge",
-            color="#d62728",
-            alpha=0.3,
+            fill=False,
             hatch="//",
             edgecolor="#a01010",
-            linewidth=0.5,
+            linewidth=0.8,
             label="gap to confidence",
         )
         ax.plot(

@@ -46,6 +46,16 @@ CONVENTIONS = (
     "are different numbers. AUPR-In takes ID as positive, AUPR-Out OOD as positive."
 )
 
+WON_NOTE = (
+    "Against the SoftMax baseline when it is in the comparison (else the next best); a lead is "
+    "called larger than the spread when it exceeds the sum of the two methods' standard "
+    "deviations."
+)
+UNITS = (
+    "fractions in [0, 1]: accuracy, ece, mce, brier and every OOD metric (tables print them "
+    "in %); nll in nats; temperature unitless"
+)
+
 RunResult = Mapping[str, Any]  # {"loss", "seed", "evaluation": Evaluation.to_dict(), ...}
 
 
@@ -124,9 +134,9 @@ def markdown_table(agg: Mapping[str, Any], full: bool = False) -> str:
     oods = [o for o in next(iter(next(iter(agg["ood"].values())).values())) if o != "mean"]
     if not full:
         calibrated = all("ece_calibrated" in agg["id"][loss] for loss in losses)
-        header = ["method", "score", "accuracy ↑", "ECE ↓"]
+        header = ["method", "score", "accuracy % ↑", "ECE % ↓"]
         if calibrated:
-            header.append("ECE, T fitted on val ↓")
+            header.append("ECE %, T fitted on val ↓")
         for ood in [*oods, "mean"]:
             header += [f"{ood}: {label}" for _, label in OOD_COLUMNS]
         rows = []
@@ -164,6 +174,77 @@ def markdown_table(agg: Mapping[str, Any], full: bool = False) -> str:
     return _table(header, rows)
 
 
+VERDICT_METRICS = (
+    ("tnr_at_tpr95", "TNR@TPR95", True),
+    ("auroc", "AUROC", True),
+    ("fpr_at_tpr95", "FPR@TPR95 (OOD+)", False),
+)
+
+
+def _pct_pair(pair: Sequence[float], n: int) -> str:
+    return _fmt(pair, n) + "%"
+
+
+def _winner_text(
+    entries: Sequence[tuple[str, Sequence[float], int]], higher: bool, label: str
+) -> str:
+    """``entries``: (loss, [mean, std], seeds). Names the best, the baseline or runner-up, and
+    whether the lead is larger than the spread over seeds."""
+    ranked = sorted(entries, key=lambda e: -e[1][0] if higher else e[1][0])
+    best, rest = ranked[0], ranked[1:]
+    text = f"{label}: **{DISPLAY.get(best[0], best[0])}** {_pct_pair(best[1], best[2])}"
+    if not rest:
+        return text
+    other = next((e for e in rest if e[0] == "softmax"), rest[0])
+    name = DISPLAY.get(other[0], other[0])
+    role = "" if other[0] == "softmax" else "next best "
+    diff = 100 * (best[1][0] - other[1][0])
+    text += f" against {role}{name} {_pct_pair(other[1], other[2])} ({diff:+.1f} points"
+    runner = rest[0]
+    margin = abs(best[1][0] - runner[1][0])
+    if best[2] == 1 or runner[2] == 1:
+        text += "; one seed, so no spread measured"
+    else:
+        clear = margin > best[1][1] + runner[1][1]
+        against = (
+            "" if runner is other else f" to the runner-up {DISPLAY.get(runner[0], runner[0])}"
+        )
+        text += (
+            f", a lead{against} larger than the spread over seeds"
+            if clear
+            else f", a lead{against} within the spread over seeds: not a clear win"
+        )
+    return text + ")"
+
+
+def verdict(agg: Mapping[str, Any]) -> list[str]:
+    """In words: which method won on which score, with the spread over seeds.
+
+    One Markdown bullet per OOD set and for their mean (each method with its recommended
+    score), plus accuracy and the calibrated ECE; values in %.
+    """
+    losses = list(agg["ood"])
+    oods = [o for o in next(iter(agg["ood"][losses[0]].values())) if o != "mean"]
+    seeds = {loss: int(agg["seeds"][loss]) for loss in losses}
+    lines = []
+    for ood in ["mean", *oods] if len(oods) > 1 else oods:
+        parts = []
+        for key, label, higher in VERDICT_METRICS:
+            entries = [
+                (loss, agg["ood"][loss][get_method(loss).score][ood][key], seeds[loss])
+                for loss in losses
+            ]
+            parts.append(_winner_text(entries, higher, label))
+        where = "Mean over the OOD sets" if ood == "mean" else f"OOD set `{ood}`"
+        lines.append(f"- {where}: " + "; ".join(parts) + ".")
+    acc = [(loss, agg["id"][loss]["accuracy"], seeds[loss]) for loss in losses]
+    lines.append(f"- In-distribution {_winner_text(acc, True, 'accuracy')}.")
+    if all("ece_calibrated" in agg["id"][loss] for loss in losses):
+        ece = [(loss, agg["id"][loss]["ece_calibrated"], seeds[loss]) for loss in losses]
+        lines.append(f"- {_winner_text(ece, False, 'ECE with T fitted on val')}.")
+    return lines
+
+
 def flat_rows(runs: Sequence[RunResult]) -> list[dict[str, Any]]:
     """One row per (loss, seed, score, OOD set), the means over OOD sets included."""
     rows = []
@@ -185,36 +266,87 @@ def flat_rows(runs: Sequence[RunResult]) -> list[dict[str, Any]]:
     return rows
 
 
+def _pool_diagrams(diagrams: Sequence[Mapping[str, Any]]) -> dict[str, list[float]]:
+    """One reliability diagram from several seeds: counts summed, confidence and accuracy
+    averaged with the counts as weights (the diagram of all seeds' test predictions)."""
+    edges = diagrams[0]["edges"]
+    n_bins = len(edges) - 1
+    counts = [sum(float(d["counts"][b] or 0) for d in diagrams) for b in range(n_bins)]
+
+    def pooled(key: str, b: int) -> float:
+        if counts[b] == 0:
+            return float("nan")
+        total = sum(float(d["counts"][b] or 0) * float(d[key][b] or 0) for d in diagrams)
+        return total / counts[b]
+
+    return {
+        "edges": [float(e) for e in edges],
+        "confidence": [pooled("confidence", b) for b in range(n_bins)],
+        "accuracy": [pooled("accuracy", b) for b in range(n_bins)],
+        "counts": counts,
+    }
+
+
+def _mean_history(histories: Sequence[Sequence[Mapping[str, Any]]]) -> list[dict[str, float]]:
+    """Per-epoch mean over seeds of the training curves (epochs every seed reached)."""
+    keys = ("train_loss", "train_acc", "val_acc")
+    n = min(len(h) for h in histories)
+    rows = []
+    for i in range(n):
+        row = {"epoch": float(histories[0][i]["epoch"])}
+        for k in keys:
+            vals = [h[i].get(k) for h in histories]
+            finite = [float(v) for v in vals if v is not None and v == v]
+            row[k] = sum(finite) / len(finite) if finite else float("nan")
+        rows.append(row)
+    return rows
+
+
 def _figures(out: Path, runs: Sequence[RunResult]) -> list[tuple[str, Path]]:
-    """Draw the figures from the first seed of every loss; returns (caption, path) pairs."""
+    """Draw the figures from every seed of every loss; returns (caption, path) pairs.
+
+    Score histograms pool the seeds' scores, ROC curves draw one curve per seed (legends give
+    the AUROC as mean ± std over seeds, as the tables), reliability diagrams pool the seeds'
+    test predictions and training curves average the seeds. OOD sets are in table order.
+    """
     from . import plots
     from .io import load_file
 
-    first: dict[str, RunResult] = {}
-    for run in runs:
-        if run["loss"] not in first or run["seed"] < first[run["loss"]]["seed"]:
-            first[run["loss"]] = run
+    by_loss: dict[str, list[RunResult]] = {}
+    for run in sorted(runs, key=lambda r: r["seed"]):
+        by_loss.setdefault(run["loss"], []).append(run)
+    table_order = list(runs[0]["evaluation"]["ood"])
     fig_dir = out / "figures"
     fig_dir.mkdir(exist_ok=True)
     made = []
-    id_scores, ood_scores, names = {}, {}, {}
-    for loss, run in first.items():
-        path = out / "runs" / f"{loss}-seed{run['seed']}" / "scores.safetensors"
-        if not path.exists():
-            continue
-        tensors, _ = load_file(path, "scores")
-        score = run["score"]
-        names[loss] = score
-        id_scores[loss] = tensors[f"id/{score}"].numpy()
-        ood_scores[loss] = {
-            k.rsplit("/", 1)[0]: v.numpy()
-            for k, v in tensors.items()
-            if k.endswith(f"/{score}") and not k.startswith("id/")
-        }
+    id_scores: dict[str, list[Any]] = {}
+    ood_scores: dict[str, dict[str, list[Any]]] = {}
+    names: dict[str, str] = {}
+    seeds_used: dict[str, list[int]] = {}
+    for loss, loss_runs in by_loss.items():
+        score = loss_runs[0]["score"]
+        for run in loss_runs:
+            path = out / "runs" / f"{loss}-seed{run['seed']}" / "scores.safetensors"
+            if not path.exists():
+                continue
+            tensors, _ = load_file(path, "scores")
+            if any(f"{ood}/{score}" not in tensors for ood in table_order):
+                continue
+            names[loss] = score
+            seeds_used.setdefault(loss, []).append(int(run["seed"]))
+            id_scores.setdefault(loss, []).append(tensors[f"id/{score}"].numpy())
+            per_set = ood_scores.setdefault(loss, {})
+            for ood in table_order:
+                per_set.setdefault(ood, []).append(tensors[f"{ood}/{score}"].numpy())
+    seed_text = "; ".join(
+        f"{DISPLAY.get(loss, loss)} seeds {', '.join(map(str, s))}"
+        for loss, s in seeds_used.items()
+    )
     if id_scores:
         made.append(
             (
-                "Score histograms, ID against each OOD set (each method's recommended score)",
+                "Score histograms, ID against each OOD set (each method's recommended score; "
+                f"the scores of all seeds pooled: {seed_text})",
                 plots.plot_score_histograms(
                     id_scores, ood_scores, fig_dir / "histograms.png", score_names=names
                 ),
@@ -222,29 +354,36 @@ def _figures(out: Path, runs: Sequence[RunResult]) -> list[tuple[str, Path]]:
         )
         made.append(
             (
-                "ROC curves (ID positive)",
+                f"ROC curves (ID positive), one curve per seed ({seed_text})",
                 plots.plot_roc_curves(id_scores, ood_scores, fig_dir / "roc.png"),
             )
         )
     diagrams = {
-        loss: {
-            k: [float("nan") if v is None else v for v in vals]
-            for k, vals in run["evaluation"]["reliability"].items()
-        }
-        for loss, run in first.items()
-        if run["evaluation"].get("reliability")
+        loss: _pool_diagrams([r["evaluation"]["reliability"] for r in loss_runs])
+        for loss, loss_runs in by_loss.items()
+        if all(r["evaluation"].get("reliability") for r in loss_runs)
     }
     if diagrams:
+        n = {loss: len(by_loss[loss]) for loss in diagrams}
         made.append(
             (
-                "Reliability diagrams (ID test set, 15 bins)",
+                "Reliability diagrams (ID test set, 15 bins, T = 1; the test predictions of "
+                + ", ".join(f"{DISPLAY.get(k, k)} {v} seed(s)" for k, v in n.items())
+                + " pooled)",
                 plots.plot_reliability(diagrams, fig_dir / "reliability.png"),
             )
         )
-    histories = {loss: run["history"] for loss, run in first.items() if run.get("history")}
+    histories = {
+        loss: _mean_history([r["history"] for r in loss_runs])
+        for loss, loss_runs in by_loss.items()
+        if all(r.get("history") for r in loss_runs)
+    }
     if histories:
         made.append(
-            ("Training curves", plots.plot_training_curves(histories, fig_dir / "training.png"))
+            (
+                "Training curves (mean over seeds)",
+                plots.plot_training_curves(histories, fig_dir / "training.png"),
+            )
         )
     return made
 
@@ -260,7 +399,7 @@ def write_report(
     if not runs:
         raise ValueError("no runs to report")
     agg = aggregate(runs) if agg is None else agg
-    write_json(out / "results.json", {"aggregate": agg, "runs": list(runs)})
+    write_json(out / "results.json", {"units": UNITS, "aggregate": agg, "runs": list(runs)})
     rows = flat_rows(runs)
     write_csv(out / "full.csv", rows)
     summary = [r for r in rows if r["score"] == get_method(r["loss"]).score]
@@ -276,6 +415,12 @@ def write_report(
         f"`{cfg.get('preset')}`, {cfg.get('epochs')} epochs; seeds per loss: "
         + ", ".join(f"{DISPLAY.get(k, k)} {v}" for k, v in agg["seeds"].items())
         + f". OOD sets: {', '.join(oods)}. Mean ± std over seeds.",
+        "",
+        "## Which method won",
+        "",
+        f"Each method with its recommended score; mean ± std over seeds, in %. {WON_NOTE}",
+        "",
+        *verdict(agg),
         "",
         "## Summary: each method with its recommended score",
         "",
@@ -312,9 +457,9 @@ def evaluation_markdown(evaluation: Any) -> str:
         [
             "# isomax evaluation",
             "",
-            f"In-distribution test set ({int(idm['n'])} inputs): accuracy {100 * idm['accuracy']:.2f}%, "
-            f"ECE {idm['ece']:.4f}, MCE {idm['mce']:.4f}, NLL {idm['nll']:.4f}, "
-            f"Brier {idm['brier']:.4f}.",
+            f"In-distribution test set ({int(idm['n'])} inputs): accuracy "
+            f"{100 * idm['accuracy']:.2f}%, ECE {100 * idm['ece']:.2f}%, "
+            f"MCE {100 * idm['mce']:.2f}%, NLL {idm['nll']:.4f} nats, Brier {idm['brier']:.4f}.",
             "",
             CONVENTIONS,
             "",

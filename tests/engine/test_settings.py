@@ -118,4 +118,6 @@ def test_help_shows_the_default_and_each_presets_value(capsys) -> None:
     with pytest.raises(SystemExit):
         build_parser().parse_args(["train", "--help"])
     text = " ".join(capsys.readouterr().out.split())
-    assert "passes over the training split (default: 10; presets: paper 300, fast 30" in text
+    assert (
+        "training epochs (default: from the preset: paper 300, fast 30, cpu 10, finetune 2)" in text
+    )

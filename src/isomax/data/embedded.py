@@ -8,6 +8,11 @@ In-distribution:
   validation split; the remainder is train. With the default ``split_val=0.1`` that is about
   63/7/30 percent; ``split_val=1/7`` gives 60/10/30.
 * ``digits-0to4``: the same split restricted to classes 0..4 (open-set / near-OOD protocol).
+* ``fashion-mnist-small``: a class-balanced subset of Fashion-MNIST shipped with the package
+  (``files/fashion_mnist_small.npz``, 400 KB, MIT licence, made by
+  ``benchmarks/make_demo_data.py``): 2,000 training and 1,000 test images downscaled to 14x14,
+  10 classes; ``split_val`` of the training images (seeded by ``seed``) is the validation split.
+  The demo's data set, with scikit-learn's handwritten ``digits`` as the MNIST-like OOD set.
 
 OOD:
 
@@ -109,6 +114,42 @@ def _digits_0to4(
         5,
         [str(c) for c in range(5)],
         ood_names=("digits-5to9", *DEFAULT_OOD),
+    )
+
+
+FASHION_FILE = "fashion_mnist_small.npz"
+
+
+@functools.lru_cache(maxsize=1)
+def _fashion_arrays() -> dict[str, Any]:
+    from importlib.resources import files
+
+    with files("isomax.data").joinpath("files", FASHION_FILE).open("rb") as fh:
+        with np.load(fh, allow_pickle=False) as data:
+            return {k: data[k].copy() for k in data.files}
+
+
+@register_dataset("fashion-mnist-small")
+def _fashion_mnist_small(
+    root: Any = None, split_val: float = 0.1, seed: int = 0, download: bool = False
+) -> DatasetBundle:
+    d = _fashion_arrays()
+    names = [str(c) for c in d["class_names"]]
+    train = TensorImageDataset(
+        torch.from_numpy(d["x_train"]), torch.from_numpy(d["y_train"]), class_names=names
+    )
+    test = TensorImageDataset(
+        torch.from_numpy(d["x_test"]), torch.from_numpy(d["y_test"]), class_names=names
+    )
+    return make_bundle(
+        "fashion-mnist-small",
+        train,
+        test,
+        split_val,
+        seed,
+        10,
+        names,
+        ood_names=("digits", *DEFAULT_OOD),
     )
 
 

@@ -232,6 +232,11 @@ def _unknown(name: str, ood: bool) -> ValueError:
 def _local_path(name: str) -> Path | None:
     """The path named by ``folder:PATH``, or ``name`` itself when it is an existing path."""
     if name.startswith("folder:"):
+        if not name[len("folder:") :].strip():
+            raise ValueError(
+                "folder: needs a path after the colon, e.g. folder:/data/my_images "
+                "(an empty path would read the current folder)"
+            )
         return Path(name[len("folder:") :]).expanduser()
     p = Path(name).expanduser()
     if p.exists() and (p.is_dir() or is_archive(p)):

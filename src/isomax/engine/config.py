@@ -99,16 +99,16 @@ class TrainConfig:
 
     dataset: str = setting("digits", "dataset name, folder:PATH or an archive", "run")
     model: str = setting("digits_cnn", "model name (see `isomax list`)", "run")
-    loss: str = setting("isomaxplus", "training loss: softmax, isomax, isomaxplus or dismax", "run")
+    loss: str = setting("isomaxplus", "softmax, isomax, isomaxplus or dismax", "run")
     preset: str = setting(
         "cpu", "recipe the other settings start from: paper, fast, cpu or finetune", "tuning"
     )
-    epochs: int = setting(10, "passes over the training split", "run")
-    batch_size: int = setting(64, "inputs per optimisation step (all processes together)", "run")
-    lr: float = setting(0.1, "peak learning rate", "tuning")
+    epochs: int = setting(10, "training epochs", "run")
+    batch_size: int = setting(64, "batch size (all processes together)", "run")
+    lr: float = setting(0.1, "learning rate", "tuning")
     momentum: float = setting(0.9, "SGD momentum", "tuning")
     nesterov: bool = setting(True, "Nesterov momentum", "tuning")
-    weight_decay: float = setting(1e-4, "L2 penalty of SGD", "tuning")
+    weight_decay: float = setting(1e-4, "weight decay", "tuning")
     decay_prototypes: bool = setting(
         True, "weight decay on the heads' prototypes (the authors decay every parameter)", "tuning"
     )
@@ -132,7 +132,7 @@ class TrainConfig:
         "run",
         ("auto", "crop_flip", "none"),
     )
-    amp: str = setting("none", "mixed precision autocast", "tuning", ("none", "bf16", "fp16"))
+    amp: str = setting("none", "mixed precision", "tuning", ("none", "bf16", "fp16"))
     channels_last: bool = setting(False, "channels-last memory format", "tuning")
     compile: bool = setting(False, "torch.compile the model", "environment")
     data_on_device: str = setting(
@@ -151,7 +151,10 @@ class TrainConfig:
         False, "download missing dataset files (checksums verified)", "environment"
     )
     on_error: str = setting(
-        "raise", "unreadable images in a folder dataset", "environment", ("raise", "skip")
+        "raise",
+        "undecodable image files in folders and archives: skip them (counted) or fail at the first one",
+        "environment",
+        ("raise", "skip"),
     )
     output_dir: str = setting("runs/train", "where the checkpoint and logs go", "environment")
     pretrained: str | None = setting(

@@ -34,6 +34,10 @@ class Evaluation:
 
     def to_dict(self) -> dict[str, Any]:
         return {
+            "units": (
+                "fractions in [0, 1]: accuracy, ece, mce, brier and every OOD metric; nll in "
+                "nats; temperature unitless"
+            ),
             "id": self.id_metrics,
             "ood": self.ood,
             "mean": self.mean,

@@ -637,12 +637,15 @@ def train(
         dist_utils.barrier(info)
         if info.is_main:
             log.info(
-                "epoch %d/%d loss %.4f acc %.4f val_acc %.4f %.0f img/s",
+                "%s seed %d, epoch %d/%d: train loss %.4f, train acc %.1f%%, val acc %.1f%%, "
+                "%.0f images/s",
+                cfg.loss,
+                cfg.seed,
                 done,
                 cfg.epochs,
                 row["train_loss"],
-                row["train_acc"],
-                row["val_acc"],
+                100 * row["train_acc"],
+                100 * row["val_acc"],
                 row["images_per_s"],
             )
     if board is not None:
