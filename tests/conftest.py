@@ -1,4 +1,4 @@
-"""Test session settings: one intra-op thread per worker.
+"""Test session settings (one intra-op thread per worker) and shared fixtures.
 
 The suite runs under pytest-xdist with one worker per core; letting every worker also spawn one
 OpenMP thread per core oversubscribes the machine and makes small tensor ops orders of
@@ -6,12 +6,21 @@ magnitude slower (measured here: a 100k-element copy took 7.7 ms with 2 threads 
 0.03 ms with 1).
 """
 
+from __future__ import annotations
+
+import os
+import signal
 import socket
+import subprocess
+import sys
 
 import pytest
 import torch
 
 torch.set_num_threads(1)
+
+# Subprocesses (the CLI, torchrun) get one thread each too, and unbuffered output.
+SUBPROCESS_ENV = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
 
 
 @pytest.fixture
@@ -20,3 +29,113 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+# The isomax CLI with a fault armed at one chosen point: the process SIGKILLs itself there, as
+# a power cut or the OOM killer would, without running any clean-up. Points (N counts from 1):
+#   write:NAME:N   the Nth atomic write of a file named NAME stops with half of the bytes in
+#                  its temporary file (the rename never happens)
+#   rename:NAME:N  the Nth atomic write of NAME has its temporary file complete and synced;
+#                  the kill comes just before the rename
+#   log:E          the log row of epoch E is written, its checkpoint is not
+#   step:K         the Kth optimizer step of this process is about to run
+# Nothing in the library knows about this: the wrapper patches it from outside.
+_FAULT_WRAPPER = r"""
+import os, signal, sys
+from pathlib import Path
+
+import torch
+from torch.optim.optimizer import register_optimizer_step_pre_hook
+
+import isomax.io
+import isomax.engine.trainer
+from isomax.cli import main
+
+where, argv = sys.argv[1].split(":"), sys.argv[2:]
+
+
+def die():
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os.kill(os.getpid(), signal.SIGKILL)
+
+
+if where[0] in ("write", "rename"):
+    name, n = where[1], int(where[2])
+    real_write, calls, armed = isomax.io.atomic_write_bytes, [0], [False]
+
+    class CutFile:
+        def __init__(self, fh):
+            self.fh = fh
+        def __enter__(self):
+            return self
+        def __exit__(self, *exc):
+            return self.fh.__exit__(*exc)
+        def write(self, data):
+            self.fh.write(data[: len(data) // 2])
+            self.fh.flush()
+            os.fsync(self.fh.fileno())
+            die()
+        def __getattr__(self, attr):
+            return getattr(self.fh, attr)
+
+    class FaultyOS:  # os as isomax.io sees it
+        def __getattr__(self, attr):
+            return getattr(os, attr)
+        def fdopen(self, fd, *args, **kwargs):
+            fh = os.fdopen(fd, *args, **kwargs)
+            return CutFile(fh) if armed[0] and where[0] == "write" else fh
+        def replace(self, src, dst):
+            if armed[0] and where[0] == "rename":
+                die()
+            return os.replace(src, dst)
+
+    def atomic_write_bytes(path, data):
+        if Path(path).name == name:
+            calls[0] += 1
+            armed[0] = calls[0] == n
+        try:
+            return real_write(path, data)
+        finally:
+            armed[0] = False
+
+    isomax.io.os = FaultyOS()
+    isomax.io.atomic_write_bytes = atomic_write_bytes
+elif where[0] == "log":
+    real_logs = isomax.engine.trainer._write_logs
+
+    def _write_logs(out, row):
+        real_logs(out, row)
+        if row["epoch"] == int(where[1]):
+            die()
+
+    isomax.engine.trainer._write_logs = _write_logs
+elif where[0] == "step":
+    steps = [0]
+
+    def before_step(optimizer, args, kwargs):
+        steps[0] += 1
+        if steps[0] == int(where[1]):
+            die()
+
+    register_optimizer_step_pre_hook(before_step)
+else:
+    raise SystemExit(f"unknown fault point {sys.argv[1]!r}")
+sys.exit(main(argv))
+"""
+
+
+@pytest.fixture
+def isomax_killed_at():
+    """``run(point, *argv)``: run ``isomax ARGV`` in a subprocess that SIGKILLs itself at
+    ``point`` (see ``_FAULT_WRAPPER``); fails the test if the point is never reached."""
+
+    def run(point: str, *argv: object) -> None:
+        cmd = [sys.executable, "-c", _FAULT_WRAPPER, point, *map(str, argv)]
+        proc = subprocess.run(cmd, env=SUBPROCESS_ENV, capture_output=True, text=True, timeout=300)
+        assert proc.returncode == -signal.SIGKILL, (
+            f"fault point {point} was never reached (exit status {proc.returncode}):\n"
+            f"{proc.stderr[-3000:]}"
+        )
+
+    return run
