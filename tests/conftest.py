@@ -41,7 +41,7 @@ def free_port() -> int:
 #   step:K         the Kth optimizer step of this process is about to run
 # Nothing in the library knows about this: the wrapper patches it from outside.
 _FAULT_WRAPPER = r"""
-import os, signal, sys
+import os, signal, sys, tempfile
 from pathlib import Path
 
 import torch
@@ -61,8 +61,10 @@ def die():
 
 
 if where[0] in ("write", "rename"):
+    # isomax.io writes through a temporary file (tempfile.mkstemp, os.fdopen) and os.replace;
+    # the fault is put into the os and tempfile modules as isomax.io sees them.
     name, n = where[1], int(where[2])
-    real_write, calls, armed = isomax.io.atomic_write_bytes, [0], [False]
+    made, renamed, cut_fd = [0], [0], [None]
 
     class CutFile:
         def __init__(self, fh):
@@ -79,28 +81,31 @@ if where[0] in ("write", "rename"):
         def __getattr__(self, attr):
             return getattr(self.fh, attr)
 
-    class FaultyOS:  # os as isomax.io sees it
+    class FaultyTempfile:
+        def __getattr__(self, attr):
+            return getattr(tempfile, attr)
+        def mkstemp(self, *args, **kwargs):
+            fd, tmp = tempfile.mkstemp(*args, **kwargs)
+            if Path(tmp).name.startswith(f".{name}."):
+                made[0] += 1
+                if where[0] == "write" and made[0] == n:
+                    cut_fd[0] = fd
+            return fd, tmp
+
+    class FaultyOS:
         def __getattr__(self, attr):
             return getattr(os, attr)
         def fdopen(self, fd, *args, **kwargs):
             fh = os.fdopen(fd, *args, **kwargs)
-            return CutFile(fh) if armed[0] and where[0] == "write" else fh
+            return CutFile(fh) if fd == cut_fd[0] else fh
         def replace(self, src, dst):
-            if armed[0] and where[0] == "rename":
-                die()
+            if Path(dst).name == name:
+                renamed[0] += 1
+                if where[0] == "rename" and renamed[0] == n:
+                    die()
             return os.replace(src, dst)
 
-    def atomic_write_bytes(path, data):
-        if Path(path).name == name:
-            calls[0] += 1
-            armed[0] = calls[0] == n
-        try:
-            return real_write(path, data)
-        finally:
-            armed[0] = False
-
-    isomax.io.os = FaultyOS()
-    isomax.io.atomic_write_bytes = atomic_write_bytes
+    isomax.io.os, isomax.io.tempfile = FaultyOS(), FaultyTempfile()
 elif where[0] == "log":
     real_logs = isomax.engine.trainer._write_logs
 

@@ -119,6 +119,7 @@ def test_non_finite_loss_stops_and_keeps_last_good_checkpoint(tmp_path):
     assert load_checkpoint(ckpt)[2]["epoch"] == 1
 
 
+@pytest.mark.slow
 def test_torchrun_two_processes_match_one_process(tmp_path, free_port):
     """DDP on the CPU with gloo: 2 ranks x batch 32 = 1 process x batch 64 (no batch norm)."""
     args = [
