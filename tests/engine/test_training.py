@@ -262,3 +262,22 @@ def test_a_broken_tensorboard_install_only_disables_tensorboard(tmp_path, monkey
     with caplog.at_level(logging.WARNING):
         assert _tensorboard(tmp_path) is None
     assert "TensorBoard logging disabled: AttributeError" in caplog.text
+
+
+def test_fp16_resume_is_exact_because_the_loss_scale_is_saved(tmp_path):
+    kw = dict(amp="fp16", batch_size=8, model="digits_mlp", loss="isomax")
+    straight = train(_cfg(tmp_path, "a", **kw))
+    train(_cfg(tmp_path, "b", **kw), max_epochs_this_run=2)
+    meta = load_checkpoint(tmp_path / "b" / "checkpoint.safetensors")[2]
+    assert meta["scaler"]["scale"] != 65536.0  # it moved, so restarting it would show
+    resumed = train(_cfg(tmp_path, "b", **kw), resume=True)
+
+    a = load_checkpoint(straight.checkpoint)[0]
+    b = load_checkpoint(resumed.checkpoint)[0]
+    for k in a:
+        assert torch.equal(a[k], b[k]), k
+
+
+def test_nan_stop_before_any_checkpoint_says_so(tmp_path):
+    with pytest.raises(NonFiniteLossError, match="No checkpoint had been written"):
+        train(_cfg(tmp_path, "nan", loss="isomax", epochs=2, lr=1e30))
