@@ -3,7 +3,8 @@
 The suite runs under pytest-xdist with one worker per core; letting every worker also spawn one
 OpenMP thread per core oversubscribes the machine and makes small tensor ops orders of
 magnitude slower (measured here: a 100k-element copy took 7.7 ms with 2 threads under load and
-0.03 ms with 1).
+0.03 ms with 1). Heavy modules are imported where used, so that the xdist controller, which runs
+no test, does not pay for them.
 """
 
 from __future__ import annotations
@@ -22,13 +23,16 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import NamedTuple
 
-import numpy as np
 import pytest
-import torch
-from PIL import Image
-from safetensors.torch import save_file
 
-torch.set_num_threads(1)
+
+def pytest_configure(config: pytest.Config) -> None:
+    if getattr(config.option, "numprocesses", None) and not hasattr(config, "workerinput"):
+        return  # the xdist controller: it only hands out tests
+    import torch
+
+    torch.set_num_threads(1)
+
 
 # Subprocesses (the CLI, torchrun) get one thread each too, and unbuffered output.
 SUBPROCESS_ENV = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
@@ -163,6 +167,9 @@ IS_ROOT = hasattr(os, "geteuid") and os.geteuid() == 0
 
 
 def _png_bytes(size: int = 8, mode: str = "L") -> bytes:
+    import numpy as np
+    from PIL import Image
+
     rng = np.random.default_rng(0)
     shape = (size, size) if mode == "L" else (size, size, 3)
     buf = io.BytesIO()
@@ -195,6 +202,8 @@ class Pickles(NamedTuple):
 @pytest.fixture
 def pickles(tmp_path) -> Pickles:
     """Malicious files: a raw pickle (protocol 4 and 0) and a torch.save archive."""
+    import torch
+
     marker = tmp_path / "PWNED"
     payload = _Payload(marker)
     for protocol in (4, 0):
@@ -262,6 +271,14 @@ def _raw_metadata_file(src: Path, dst: Path, text: str) -> Path:
     return dst
 
 
+def _plain_safetensors(dst: Path) -> None:
+    """A safetensors file without isomax metadata."""
+    import torch
+    from safetensors.torch import save_file
+
+    save_file({"w": torch.zeros(2)}, str(dst))
+
+
 def _drop_config(meta: dict) -> dict:
     del meta["config"]
     return meta
@@ -291,7 +308,7 @@ _BAD_CHECKPOINTS = [
     ),
     (
         "plain",
-        lambda ckpt, dst: save_file({"w": torch.zeros(2)}, str(dst)),
+        lambda ckpt, dst: _plain_safetensors(dst),
         r"is a safetensors file but not an isomax checkpoint \(no metadata\)",
     ),
     (

@@ -153,6 +153,7 @@ def test_evaluate_refuses_mismatched_dataset(trained, capsys):
     assert "5 classes but the checkpoint was trained on 10" in capsys.readouterr().err
 
 
+@pytest.mark.slow  # 4 runs, figures, then a rerun: seconds
 def test_compare_two_losses_two_seeds_resumes_and_matches_metrics(tmp_path, capsys):
     out = tmp_path / "cmp"
     argv = [

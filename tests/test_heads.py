@@ -251,6 +251,7 @@ def test_build_head_by_name():
         isomax.build_head("cosine", 4, 2)
 
 
+@pytest.mark.slow  # compiling takes seconds
 @pytest.mark.parametrize("cls", HEADS)
 def test_torch_compile(cls):
     torch.manual_seed(8)
