@@ -268,6 +268,7 @@ def assert_argparse_error(result: tuple[int, str], pattern: str) -> None:
     assert re.search(pattern, last), f"{pattern!r} not found in {last!r}"
 
 
+@pytest.mark.slow  # a fresh interpreter imports torch: seconds
 def test_cli_entry_point_prints_one_line(tmp_path):
     """The real ``python -m isomax``: status 2 and one stderr line, no logging noise."""
     env = {k: v for k, v in os.environ.items() if k != "ISOMAX_DEBUG"}

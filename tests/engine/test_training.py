@@ -264,6 +264,7 @@ def test_a_broken_tensorboard_install_only_disables_tensorboard(tmp_path, monkey
     assert "TensorBoard logging disabled: AttributeError" in caplog.text
 
 
+@pytest.mark.slow  # 1100 fp16 steps: seconds
 def test_fp16_resume_is_exact_because_the_loss_scale_is_saved(tmp_path):
     kw = dict(amp="fp16", batch_size=8, model="digits_mlp", loss="isomax")
     straight = train(_cfg(tmp_path, "a", **kw))
