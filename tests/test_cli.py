@@ -47,12 +47,16 @@ def trained(tmp_path_factory):
     return out
 
 
-def test_help_everywhere_and_python_dash_m(capsys):
+def test_help_everywhere(capsys):
     for cmd in COMMANDS:
         with pytest.raises(SystemExit) as exc:
             main([cmd, "--help"])
         assert exc.value.code == 0
         assert "usage: isomax" in capsys.readouterr().out
+
+
+@pytest.mark.slow  # a fresh interpreter imports torch: seconds
+def test_python_dash_m_lists_the_registries():
     proc = subprocess.run(
         [sys.executable, "-m", "isomax", "list"], capture_output=True, text=True, check=True
     )
