@@ -199,3 +199,92 @@ def test_threshold_for_tpr_rejects_bad_input() -> None:
         threshold_for_tpr(np.array([1.0]), tpr=0.0)
     with pytest.raises(ValueError, match="id_val_scores must be 1-D"):
         threshold_for_tpr(np.ones((2, 2)))
+
+
+# -------------------------------------------------------------------------------- bad input (listed in docs/errors.md)
+
+
+NAN = float("nan")
+
+LOGITS = np.array([[2.0, 0.0, -1.0], [0.0, 1.0, 0.5]])
+CALIBRATION_ERRORS = [
+    pytest.param(
+        lambda: fit_temperature(np.ones(3), np.array([0, 1, 2])),
+        ValueError,
+        r"logits must be 2-D \[N, C\], got shape \(3,\)",
+        id="fit-1d-logits",
+    ),
+    pytest.param(
+        lambda: fit_temperature(np.array([[NAN, 1.0]]), np.array([0])),
+        ValueError,
+        r"logits must be finite, found 1 NaN/inf",
+        id="fit-nan-logits",
+    ),
+    pytest.param(
+        lambda: fit_temperature(LOGITS, np.array([0, 5])),
+        ValueError,
+        r"labels must be in \[0, 3\), found 5",
+        id="fit-label-out-of-range",
+    ),
+    pytest.param(
+        lambda: fit_temperature(LOGITS, torch.tensor([0.0, 1.0])),
+        TypeError,
+        r"labels must have an integer dtype, got float32",
+        id="fit-float-labels",
+    ),
+    pytest.param(
+        lambda: fit_temperature(LOGITS, np.array([0, 1]), objective="mse"),
+        ValueError,
+        r"objective must be one of \('nll', 'ece'\), got 'mse'",
+        id="fit-unknown-objective",
+    ),
+    pytest.param(
+        lambda: fit_temperature(LOGITS, np.array([0, 1]), bounds=(5.0, 1.0)),
+        ValueError,
+        r"bounds must satisfy 0 < low < high < inf, got \(5.0, 1.0\)",
+        id="fit-bounds-reversed",
+    ),
+    pytest.param(
+        lambda: fit_temperature(LOGITS, np.array([0, 1]), bounds=5.0),
+        TypeError,
+        r"bounds must be a pair of numbers \(low, high\), got 5.0",
+        id="fit-bounds-not-a-pair",
+    ),
+    pytest.param(
+        lambda: threshold_for_tpr(np.array([], dtype=np.float32)),
+        ValueError,
+        r"id_val_scores must not be empty",
+        id="threshold-empty",
+    ),
+    pytest.param(
+        lambda: threshold_for_tpr(torch.tensor([0.1, NAN])),
+        ValueError,
+        r"id_val_scores must be finite",
+        id="threshold-nan",
+    ),
+    pytest.param(
+        lambda: threshold_for_tpr(np.array([0.1, 0.2]), tpr=1.5),
+        ValueError,
+        r"tpr must be in \(0, 1\], got 1.5",
+        id="threshold-tpr-above-1",
+    ),
+    pytest.param(
+        lambda: calibrate_head(torch.nn.Linear(2, 3), LOGITS, np.array([0, 1])),
+        AttributeError,
+        r"head \(Linear\) has no 'temperature' attribute; expected a float attribute or a "
+        r"registered buffer",
+        id="calibrate-head-without-temperature",
+    ),
+]
+
+
+@pytest.mark.parametrize(("call", "exc", "pattern"), CALIBRATION_ERRORS)
+def test_calibration_rejects(call, exc, pattern):
+    with pytest.raises(exc, match=pattern):
+        call()
+
+
+def test_calibration_works_with_one_sample():
+    t = fit_temperature(np.array([[2.0, 1.0]]), np.array([0]))
+    assert 0.001 <= t <= 100.0
+    assert threshold_for_tpr(np.array([0.3])) == pytest.approx(0.3)

@@ -69,3 +69,11 @@ def test_param_groups_exclusions():
     assert len(opt.param_groups) == 2
     with pytest.raises(ValueError, match="weight_decay must be >= 0"):
         isomax.param_groups(model, -1.0)
+
+
+def test_unknown_loss_rejected():
+    with pytest.raises(
+        ValueError,
+        match=r"unknown loss 'isomaxx'; valid losses: softmax, isomax, isomaxplus, dismax",
+    ):
+        isomax.get_method("isomaxx")

@@ -13,6 +13,7 @@ from torch.utils.data import DataLoader, TensorDataset
 import isomax
 from isomax.detector import OODDetector
 from isomax.io import UnsafeFileError
+from isomax.models import create_model
 
 
 def _model(seed: int = 0) -> nn.Module:
@@ -124,3 +125,89 @@ def test_a_safetensors_header_length_starting_with_0x80_is_not_taken_for_a_pickl
         pytest.fail("no padding gave a header length whose first byte is 0x80")
     tensors, meta = load_file(path, "scores")
     assert meta["pad"] == "p" * pad and torch.equal(tensors["x"], torch.zeros(3))
+
+
+# -------------------------------------------------------------------------------- bad input (listed in docs/errors.md)
+
+
+NAN = float("nan")
+
+
+def _linear() -> torch.nn.Module:
+    torch.manual_seed(0)
+    return torch.nn.Linear(2, 3)
+
+
+DETECTOR_ERRORS = [
+    pytest.param(
+        lambda: OODDetector(_linear(), score="entropy"),
+        ValueError,
+        r"unknown score 'entropy'; valid scores:",
+        id="detector-unknown-score",
+    ),
+    pytest.param(
+        lambda: OODDetector(_linear(), score=None),
+        (TypeError, ValueError),
+        r"score.*None",
+        id="detector-score-none",
+    ),
+    pytest.param(
+        lambda: OODDetector("model.safetensors"),
+        TypeError,
+        r"model must be an nn.Module, got str",
+        id="detector-model-not-a-module",
+    ),
+    pytest.param(
+        lambda: OODDetector(_linear(), temperature=0.0),
+        ValueError,
+        r"temperature must be a finite number > 0, got 0.0",
+        id="detector-zero-temperature",
+    ),
+    pytest.param(
+        lambda: OODDetector(_linear(), device="gpu0"),
+        ValueError,
+        r"device 'gpu0'.*expected",
+        id="detector-unknown-device",
+    ),
+    pytest.param(
+        lambda: OODDetector(_linear()).predict(torch.ones(1, 2)),
+        RuntimeError,
+        r"the detector has no threshold: call fit\(\) or pass threshold=",
+        id="detector-predict-before-fit",
+    ),
+    pytest.param(
+        lambda: OODDetector(_linear()).fit([]),
+        ValueError,
+        r"the validation loader is empty: no in-distribution data to fit on",
+        id="detector-fit-empty-loader",
+    ),
+    pytest.param(
+        lambda: OODDetector(_linear()).fit([torch.ones(2, 2)], calibrate="nll"),
+        ValueError,
+        r"calibrate needs labelled batches \(inputs, labels\)",
+        id="detector-calibrate-without-labels",
+    ),
+]
+
+
+@pytest.mark.parametrize(("call", "exc", "pattern"), DETECTOR_ERRORS)
+def test_detector_rejects(call, exc, pattern):
+    with pytest.raises(exc, match=pattern):
+        call()
+
+
+def test_detector_flags_nan_inputs_as_ood():
+    """Fail-safe: an input whose score is NaN cannot be called in-distribution."""
+    det = OODDetector(_linear(), score="mps", threshold=0.0)
+    pred = det.predict(torch.tensor([[NAN, 0.0], [1.0, 2.0]]))
+    assert torch.isnan(pred.scores[0])
+    assert bool(pred.is_ood[0]), "a NaN score was accepted as in-distribution"
+    assert not bool(pred.is_ood[1])
+
+
+def test_checkpoint_loaded_into_another_model(detector_file):
+    other = create_model("digits_cnn", 10, head="isomaxplus", in_channels=1)
+    with pytest.raises(
+        ValueError, match=r"was saved from a DigitsMLP whose weights do not fit the given DigitsCNN"
+    ):
+        OODDetector.load(detector_file, model=other)

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import pytest
 import torch
 from torch import nn
 
 import isomax
 from isomax import DisMaxHead, IsoMaxHead, IsoMaxLoss, IsoMaxPlusHead
+from isomax.models import create_model
 
 HEADS = [IsoMaxHead, IsoMaxPlusHead, DisMaxHead]
 
@@ -249,6 +251,7 @@ def test_build_head_by_name():
         isomax.build_head("cosine", 4, 2)
 
 
+@pytest.mark.slow  # compiling takes seconds
 @pytest.mark.parametrize("cls", HEADS)
 def test_torch_compile(cls):
     torch.manual_seed(8)
@@ -279,3 +282,88 @@ def test_drop_in_training_reduces_loss():
             opt.step()
         assert loss.item() < 0.5 * first, cls
         assert (model(x).argmax(1) == y).float().mean() > 0.9
+
+
+# -------------------------------------------------------------------------------- bad input (listed in docs/errors.md)
+
+
+NAN = float("nan")
+INF = float("inf")
+
+HEAD_ERRORS = [
+    pytest.param(
+        lambda: isomax.IsoMaxPlusHead(4, 3)(torch.ones(4)),
+        ValueError,
+        r"features must be 2-D with shape \(N, 4\), got 1-D shape \(4,\)",
+        id="head-1d-features",
+    ),
+    pytest.param(
+        lambda: isomax.IsoMaxHead(4, 3)(torch.ones(2, 5)),
+        ValueError,
+        r"features has shape \(2, 5\), expected \(N, 4\)",
+        id="head-wrong-width",
+    ),
+    pytest.param(
+        lambda: isomax.DisMaxHead(4, 3)(torch.ones(2, 4, dtype=torch.long)),
+        TypeError,
+        r"features must have a floating dtype .*got torch.int64",
+        id="head-integer-features",
+    ),
+    pytest.param(
+        lambda: isomax.IsoMaxPlusHead(4, 3)(np.ones((2, 4), dtype=np.float32)),
+        TypeError,
+        r"features must be a torch.Tensor, got ndarray",
+        id="head-numpy-features",
+    ),
+    pytest.param(
+        lambda: isomax.IsoMaxHead(0, 3),
+        ValueError,
+        r"in_features must be a positive integer, got 0",
+        id="head-zero-in-features",
+    ),
+    pytest.param(
+        lambda: isomax.IsoMaxPlusHead(4, 3, temperature=-1.0),
+        ValueError,
+        r"temperature must be a finite number > 0, got -1",
+        id="head-negative-temperature",
+    ),
+    pytest.param(
+        lambda: isomax.build_head("cosine", 4, 3),
+        ValueError,
+        r"unknown head 'cosine'; valid names: dismax, isomax, isomaxplus, linear",
+        id="head-unknown-name",
+    ),
+    pytest.param(
+        lambda: create_model("digits_mlp", 10, head="cosine"),
+        ValueError,
+        r"unknown head 'cosine'; valid names:",
+        id="model-unknown-head",
+    ),
+]
+
+
+@pytest.mark.parametrize(("call", "exc", "pattern"), HEAD_ERRORS)
+def test_heads_reject(call, exc, pattern):
+    with pytest.raises(exc, match=pattern):
+        call()
+
+
+@pytest.mark.parametrize(
+    "head",
+    [
+        isomax.IsoMaxHead(4, 3),
+        isomax.IsoMaxPlusHead(4, 3),
+        isomax.DisMaxHead(4, 3),
+        torch.nn.Linear(4, 3),
+    ],
+    ids=["isomax", "isomaxplus", "dismax", "linear"],
+)
+@pytest.mark.parametrize("bad", [NAN, INF], ids=["nan", "inf"])
+def test_heads_non_finite_features_give_nan_rows(head, bad):
+    """Documented: no check (it would sync the device); the bad row is NaN, the others exact."""
+    x = torch.tensor([[bad, 0.0, 0.0, 0.0], [1.0, 2.0, 3.0, 4.0]])
+    with torch.no_grad():
+        out = head(x)
+        clean = head(x[1:])
+    assert not torch.isfinite(out[0]).any()
+    torch.testing.assert_close(out[1:], clean)

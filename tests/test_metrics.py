@@ -567,3 +567,144 @@ def test_bad_n_bins_and_logits() -> None:
         accuracy(np.array([1.0, 2.0]), Y_OK)
     with pytest.raises(ValueError, match="logits must be finite"):
         accuracy(np.array([[1.0, np.inf], [0.0, 1.0]]), Y_OK)
+
+
+# -------------------------------------------------------------------------------- bad input (listed in docs/errors.md)
+
+
+NAN = float("nan")
+INF = float("inf")
+
+ONE = np.array([0.5])
+METRIC_ERRORS = [
+    pytest.param(
+        lambda: metrics.auroc(np.array([0.1, NAN]), np.array([0.2])),
+        ValueError,
+        r"id_scores must be finite, found 1 NaN/inf value\(s\) \(first at index 1: nan\)",
+        id="metric-nan-id-scores",
+    ),
+    pytest.param(
+        lambda: metrics.ood_metrics(torch.tensor([0.1, 0.3]), torch.tensor([0.2, -INF])),
+        ValueError,
+        r"ood_scores must be finite, found 1 NaN/inf value\(s\) \(first at index 1: -inf\)",
+        id="metric-inf-ood-scores",
+    ),
+    pytest.param(
+        lambda: metrics.auroc(np.array([], dtype=np.float64), ONE),
+        ValueError,
+        r"id_scores must not be empty",
+        id="metric-empty-id",
+    ),
+    pytest.param(
+        lambda: metrics.ood_metrics(ONE, np.array([], dtype=np.float64)),
+        ValueError,
+        r"ood_scores must not be empty",
+        id="metric-empty-ood",
+    ),
+    pytest.param(
+        lambda: metrics.aupr_in(np.ones((2, 2)), np.ones(2)),
+        ValueError,
+        r"id_scores must be 1-D, got shape \(2, 2\)",
+        id="metric-2d-scores",
+    ),
+    pytest.param(
+        lambda: metrics.auroc(np.ones(2, dtype=np.float32), np.ones(2)),
+        TypeError,
+        r"id_scores and ood_scores must have the same dtype, got float32 and float64",
+        id="metric-dtype-mismatch",
+    ),
+    pytest.param(
+        lambda: metrics.auroc([0.9], [0.1]),
+        TypeError,
+        r"id_scores must be a torch.Tensor or numpy.ndarray, got list",
+        id="metric-list-input",
+    ),
+    pytest.param(
+        lambda: metrics.auroc(torch.ones(2, dtype=torch.bool), torch.ones(2, dtype=torch.bool)),
+        TypeError,
+        r"id_scores must be numeric, got a tensor of dtype torch.bool",
+        id="metric-bool-scores",
+    ),
+    pytest.param(
+        lambda: metrics.tnr_at_tpr(np.ones(3), np.ones(3), tpr=95),
+        ValueError,
+        r"tpr must be in \(0, 1\], got 95",
+        id="metric-tpr-as-percent",
+    ),
+    pytest.param(
+        lambda: metrics.accuracy(np.ones((2, 3)), np.array([0.0, 1.0])),
+        TypeError,
+        r"labels must have an integer dtype, got float64",
+        id="accuracy-float-labels",
+    ),
+    pytest.param(
+        lambda: metrics.accuracy(np.ones((2, 3)), np.array([0, 3])),
+        ValueError,
+        r"labels must be in \[0, 3\), found 3",
+        id="accuracy-label-out-of-range",
+    ),
+    pytest.param(
+        lambda: metrics.accuracy(np.ones((2, 3)), np.array([0, 1, 2])),
+        ValueError,
+        r"labels has length 3, expected 2 \(one per row\)",
+        id="accuracy-label-count",
+    ),
+    pytest.param(
+        lambda: metrics.accuracy(np.ones(3), np.array([0, 1, 2])),
+        ValueError,
+        r"logits must be 2-D \[N, C\], got shape \(3,\)",
+        id="accuracy-1d-logits",
+    ),
+    pytest.param(
+        lambda: metrics.expected_calibration_error(np.array([[2.0, -1.0]]), np.array([0])),
+        ValueError,
+        r"probs must hold probabilities in \[0, 1\].*pass softmax outputs, not logits",
+        id="ece-logits-not-probs",
+    ),
+    pytest.param(
+        lambda: metrics.brier(np.array([[0.2, 0.2]]), np.array([0])),
+        ValueError,
+        r"probs rows must sum to 1 \(tolerance 0.001\), row 0 sums to 0.4",
+        id="brier-rows-not-summing-to-1",
+    ),
+    pytest.param(
+        lambda: metrics.maximum_calibration_error(np.array([[0.5, 0.5]]), np.array([0]), 0),
+        ValueError,
+        r"n_bins must be >= 1, got 0",
+        id="mce-zero-bins",
+    ),
+    pytest.param(
+        lambda: metrics.nll(torch.tensor([[NAN, 0.5]]), torch.tensor([0])),
+        ValueError,
+        r"probs must be finite, found 1 NaN/inf value\(s\) \(first at index \(0, 0\): nan\)",
+        id="nll-nan-probs",
+    ),
+    pytest.param(
+        lambda: metrics.nll(np.zeros((0, 2)), np.zeros(0, dtype=np.int64)),
+        ValueError,
+        r"probs must have at least one row and one column, got \(0, 2\)",
+        id="nll-empty",
+    ),
+]
+
+
+@pytest.mark.parametrize(("call", "exc", "pattern"), METRIC_ERRORS)
+def test_metrics_reject(call, exc, pattern):
+    with pytest.raises(exc, match=pattern):
+        call()
+
+
+def test_metrics_work_with_one_id_and_one_ood_score():
+    separated = metrics.ood_metrics(np.array([0.9]), np.array([0.1]))
+    assert separated == {
+        "auroc": 1.0,
+        "aupr_in": 1.0,
+        "aupr_out": 1.0,
+        "tnr_at_tpr95": 1.0,
+        "fpr_at_tpr95": 0.0,
+        "detection_accuracy": 1.0,
+    }
+    tied = metrics.ood_metrics(torch.tensor([0.5]), torch.tensor([0.5]))
+    assert tied["auroc"] == 0.5 and tied["detection_accuracy"] == 0.5
+    assert metrics.accuracy(np.array([[0.2, 0.8]]), np.array([1])) == 1.0
+    assert metrics.brier(np.array([[1.0, 0.0]]), np.array([0])) == 0.0

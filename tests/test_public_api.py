@@ -3,6 +3,8 @@
 import subprocess
 import sys
 
+import pytest
+
 import isomax
 
 
@@ -13,6 +15,7 @@ def test_every_name_in_all_exists():
         assert name in isomax.__all__
 
 
+@pytest.mark.slow  # a fresh interpreter imports torch: seconds
 def test_import_does_not_load_the_optional_extras():
     code = (
         "import sys, isomax; "

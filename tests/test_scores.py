@@ -82,3 +82,66 @@ def test_batch_of_one_and_empty_batch():
     for name in scores.names():
         assert scores.get(name)(torch.randn(1, 4)).shape == (1,)
         assert scores.get(name)(torch.randn(0, 4)).shape == (0,)
+
+
+# -------------------------------------------------------------------------------- bad input (listed in docs/errors.md)
+
+
+NAN = float("nan")
+INF = float("inf")
+
+SCORE_ERRORS = [
+    pytest.param(
+        lambda: scores.mps(torch.ones(3)),
+        ValueError,
+        r"logits must be 2-D with shape \(N, C\), got 1-D shape \(3,\)",
+        id="score-1d-logits",
+    ),
+    pytest.param(
+        lambda: scores.es(torch.ones(2, 3, dtype=torch.int32)),
+        TypeError,
+        r"logits must have a floating dtype .*got torch.int32",
+        id="score-integer-logits",
+    ),
+    pytest.param(
+        lambda: scores.mds(torch.ones(2, 3), temperature=0),
+        ValueError,
+        r"temperature must be a finite number > 0, got 0",
+        id="score-zero-temperature",
+    ),
+    pytest.param(
+        lambda: scores.mmles(torch.ones(2, 0)),
+        ValueError,
+        r"logits must have at least one class column, got shape \(N, 0\)",
+        id="score-no-classes",
+    ),
+    pytest.param(
+        lambda: scores.get("entropy"),
+        ValueError,
+        r"unknown score 'entropy'; valid scores: mps, es, mds",
+        id="score-unknown-name",
+    ),
+]
+
+
+@pytest.mark.parametrize(("call", "exc", "pattern"), SCORE_ERRORS)
+def test_scores_reject(call, exc, pattern):
+    with pytest.raises(exc, match=pattern):
+        call()
+
+
+@pytest.mark.parametrize("name", scores.names())
+def test_scores_non_finite_logits_stay_in_their_row(name):
+    """Documented: scores do not raise on NaN/+inf logits; that row's score is non-finite
+    (NaN, or +inf for the max-logit family), the other rows are unaffected."""
+    fn = scores.get(name)
+    z = torch.tensor([[NAN, 0.0, 1.0], [INF, 0.0, 1.0], [1.0, 2.0, 3.0]])
+    out = fn(z)
+    assert not torch.isfinite(out[:2]).any()
+    torch.testing.assert_close(out[2:], fn(z[2:]))
+
+
+def test_scores_of_an_empty_batch_are_empty():
+    """Documented: an empty batch (0, C) is not an error for scores: it gives (0,)."""
+    for name in scores.names():
+        assert scores.get(name)(torch.zeros(0, 3)).shape == (0,)

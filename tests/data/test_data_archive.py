@@ -10,7 +10,13 @@ from pathlib import Path
 
 import pytest
 
-from isomax.data import UnsafeArchiveError, extract_to_cache, is_archive, safe_extract
+from isomax.data import (
+    UnsafeArchiveError,
+    extract_to_cache,
+    get_dataset,
+    is_archive,
+    safe_extract,
+)
 
 
 @pytest.fixture(autouse=True)
@@ -227,3 +233,35 @@ def test_extract_to_cache_is_keyed_by_archive(tmp_path: Path) -> None:
     os.utime(archive, ns=(1, 1))  # a replaced archive gets a fresh extraction
     second = extract_to_cache(archive, cache)
     assert second != first and (second / "x.txt").read_bytes() == b"22"
+
+
+# -------------------------------------------------------------------------------- corrupt archives (listed in docs/errors.md)
+
+
+ARCHIVE_CASES = [
+    ("garbage_tgz", ValueError, r"garbage.tar.gz is not a tar or zip archive \(supported:"),
+    ("truncated_tgz", ValueError, r"cut.tar.gz .*(corrupt|truncated|not a valid)"),
+    ("truncated_zip", ValueError, r"cut.zip .*(corrupt|truncated|not a valid)"),
+    ("not_an_archive", ValueError, r"text.tar is not a tar or zip archive \(supported: .tar"),
+]
+
+
+@pytest.mark.parametrize(
+    ("name", "exc", "pattern"), ARCHIVE_CASES, ids=[c[0] for c in ARCHIVE_CASES]
+)
+def test_safe_extract_bad_archive(archives, tmp_path, name, exc, pattern):
+    target = tmp_path / "out"
+    with pytest.raises(exc, match=pattern):
+        safe_extract(archives[name], target)
+    assert not target.exists()
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".out.partial-")]
+
+
+def test_safe_extract_missing_archive(tmp_path):
+    with pytest.raises(FileNotFoundError, match=r"archive .*missing.zip does not exist"):
+        safe_extract(tmp_path / "missing.zip", tmp_path / "out")
+
+
+def test_get_dataset_from_truncated_archive(archives, tmp_path):
+    with pytest.raises(ValueError, match=r"cut.zip .*(corrupt|truncated|not a valid)"):
+        get_dataset(str(archives["truncated_zip"]), root=tmp_path / "cache")

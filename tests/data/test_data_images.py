@@ -20,6 +20,7 @@ from isomax.data import (
     find_images,
     get_dataset,
     get_ood_dataset,
+    load_images,
     make_bundle,
     to_tensors,
 )
@@ -232,3 +233,68 @@ def test_stream_raw_batches_cuts_photo_patches_once(monkeypatch: pytest.MonkeyPa
     x = torch.cat([b[0] for b in stream_raw_batches(ds, 7, num_workers=4)])
     assert sorted(cuts) == list(range(40))
     assert torch.equal(x, ds.raw_tensors()[0])
+
+
+# -------------------------------------------------------------------------------- undecodable images (listed in docs/errors.md)
+
+
+@pytest.fixture
+def image_tree(tmp_path, png_bytes):
+    """root/a: good.png, bad.png (not an image); root/b: good.png, cut.png (truncated)."""
+    root = tmp_path / "images"
+    (root / "a").mkdir(parents=True)
+    (root / "b").mkdir()
+    (root / "a" / "good.png").write_bytes(png_bytes())
+    (root / "a" / "bad.png").write_bytes(b"\x89PNG\r\n\x1a\nthis is not a png")
+    (root / "b" / "good.png").write_bytes(png_bytes())
+    big = png_bytes(64, "RGB")
+    (root / "b" / "cut.png").write_bytes(big[: len(big) // 2])
+    return root
+
+
+def _index(ds: ImageFolderDataset, name: str) -> int:
+    return next(i for i, f in enumerate(ds.files) if f.as_posix().endswith(name))
+
+
+@pytest.mark.parametrize(
+    ("name", "pattern"),
+    [("a/bad.png", r"cannot identify image file"), ("b/cut.png", r"image file is truncated")],
+    ids=["corrupt", "truncated"],
+)
+def test_image_folder_on_error_raise(image_tree, name, pattern):
+    ds = ImageFolderDataset(image_tree, image_size=8, channels=1, on_error="raise")
+    with pytest.raises(CorruptImageError, match=rf"cannot decode image file .*{name}: {pattern}"):
+        ds[_index(ds, name)]
+
+
+def test_image_folder_on_error_skip(image_tree, caplog):
+    ds = ImageFolderDataset(image_tree, image_size=8, channels=1, on_error="skip")
+    assert len(ds) == 4
+    for i in range(len(ds)):
+        x, _ = ds[i]  # the undecodable ones return the next good sample
+        assert x.shape == (1, 8, 8)
+    assert sorted(Path(p).name for p in ds.skipped) == ["bad.png", "cut.png"]
+    assert len(ds.load_into_memory(num_workers=1)) == 2
+    assert "skipping undecodable image" in caplog.text
+
+
+def test_image_folder_bad_on_error_value(image_tree):
+    with pytest.raises(
+        ValueError, match=r"on_error must be one of \('raise', 'skip'\), got 'warn'"
+    ):
+        ImageFolderDataset(image_tree, on_error="warn")
+
+
+def test_image_folder_missing_root(tmp_path):
+    with pytest.raises(FileNotFoundError, match=r"image folder .*nowhere does not exist"):
+        ImageFolderDataset(tmp_path / "nowhere")
+
+
+def test_load_images_unreadable_file_raises(tmp_path):
+    """A dangling link stands for a file that cannot be opened (chmod does not stop root)."""
+    link = tmp_path / "ghost.png"
+    link.symlink_to(tmp_path / "does-not-exist.png")
+    with pytest.raises(CorruptImageError, match=r"cannot decode image file .*ghost.png"):
+        load_images([tmp_path], (1, 8, 8), [0.0], [1.0], on_error="raise")
+    with pytest.raises(ValueError, match=r"none of the 1 image files could be read"):
+        load_images([tmp_path], (1, 8, 8), [0.0], [1.0], on_error="skip")

@@ -222,3 +222,25 @@ def test_register_custom_dataset(monkeypatch: pytest.MonkeyPatch) -> None:
         register_dataset("tiny-custom")(_factory)
     with pytest.raises(TypeError):
         get_dataset("tiny-custom", no_such_option=1)
+
+
+DATASET_NAME_ERRORS = [
+    pytest.param(
+        lambda: get_dataset("cifar11"),
+        ValueError,
+        r"unknown dataset 'cifar11'; valid names are \[.*'digits'.*\], 'folder:PATH'",
+        id="unknown-dataset",
+    ),
+    pytest.param(
+        lambda: get_ood_dataset("placesx", like=get_dataset("digits")),
+        ValueError,
+        r"unknown dataset 'placesx'; valid names are \[.*'gaussian'.*\]",
+        id="unknown-ood-set",
+    ),
+]
+
+
+@pytest.mark.parametrize(("call", "exc", "pattern"), DATASET_NAME_ERRORS)
+def test_unknown_dataset_rejected(call, exc, pattern):
+    with pytest.raises(exc, match=pattern):
+        call()

@@ -8,7 +8,15 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from isomax.engine import PRESETS, TensorLoader, TrainConfig, load_config, lr_at
+from isomax.engine import (
+    PRESETS,
+    TensorLoader,
+    TrainConfig,
+    load_config,
+    load_model,
+    lr_at,
+    resolve_device,
+)
 from isomax.engine.augment import crop_flip
 from isomax.engine.checkpoint import load_checkpoint, save_checkpoint
 from isomax.io import UnsafeFileError
@@ -143,3 +151,77 @@ def test_augmentation_rule():
     assert not use_augmentation("auto", (64,))  # feature vectors
     assert use_augmentation("crop_flip", (1, 8, 8)) and not use_augmentation("none", (3, 32, 32))
     assert load_config(preset="fast").augment == "auto" == load_config(preset="paper").augment
+
+
+# -------------------------------------------------------------------------------- bad checkpoint files (listed in docs/errors.md)
+
+
+def test_missing_checkpoint(tmp_path):
+    with pytest.raises(FileNotFoundError, match=r"no checkpoint file at .*missing.safetensors"):
+        load_model(tmp_path / "missing.safetensors")
+
+
+def test_unreadable_checkpoint(unreadable_checkpoint):
+    path, pattern = unreadable_checkpoint
+    with pytest.raises((FileNotFoundError, PermissionError), match=pattern):
+        load_model(path)
+
+
+def test_bad_checkpoint_file(bad_checkpoint):
+    path, pattern = bad_checkpoint
+    with pytest.raises(ValueError, match=pattern):
+        load_model(path)
+
+
+def test_detector_file_given_as_checkpoint(detector_file):
+    with pytest.raises(ValueError, match=r"holds an isomax 'detector', expected a 'checkpoint'"):
+        load_model(detector_file)
+
+
+# -------------------------------------------------------------------------------- bad settings (listed in docs/errors.md)
+
+
+CONFIG_ERRORS = [
+    pytest.param(
+        lambda: load_config(preset="turbo"),
+        ValueError,
+        r"unknown preset 'turbo'; valid presets: paper, fast, cpu",
+        id="unknown-preset",
+    ),
+    pytest.param(
+        lambda: TrainConfig.from_dict({"epoch": 3}),
+        ValueError,
+        r"unknown configuration keys \['epoch'\]; valid keys: .*epochs",
+        id="unknown-config-key",
+    ),
+    pytest.param(
+        lambda: resolve_device("gpu"),
+        ValueError,
+        r"unknown device 'gpu'; expected auto, cpu, cuda, cuda:N or mps",
+        id="unknown-device",
+    ),
+]
+
+
+@pytest.mark.parametrize(("call", "exc", "pattern"), CONFIG_ERRORS)
+def test_unknown_config_names_rejected(call, exc, pattern):
+    with pytest.raises(exc, match=pattern):
+        call()
+
+
+def test_config_value_of_wrong_type_rejected():
+    """A TOML ``lr = "fast"`` must give a ValueError naming ``lr``, not a TypeError from ``>``."""
+    with pytest.raises(ValueError, match=r"lr must be .*got 'fast'"):
+        TrainConfig.from_dict({"lr": "fast"})
+
+
+def test_milestones_must_be_fractions_and_toml_types_are_checked(tmp_path):
+    with pytest.raises(ValueError, match=r"milestones .*fractions"):
+        load_config(preset="paper", overrides={"milestones": [150, 200, 250]})
+    toml = tmp_path / "c.toml"
+    toml.write_text("milestones = 5\n")
+    with pytest.raises(ValueError, match="milestones"):
+        load_config(toml)
+    toml.write_text("train = 3\n")
+    with pytest.raises(ValueError, match=r"\[train\]"):
+        load_config(toml)

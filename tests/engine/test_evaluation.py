@@ -49,3 +49,9 @@ def test_evaluate_tables_equal_metrics_on_the_kept_scores(setup):
     assert sum(c for c in ev.reliability["counts"]) == len(bundle.test)
     with pytest.raises(ValueError, match="ood_data is empty"):
         evaluate(model, bundle.test, {}, ["mds"])
+
+
+def test_evaluate_without_ood_sets_rejected():
+    model = torch.nn.Linear(2, 3)
+    with pytest.raises(ValueError, match=r"ood_data is empty: name at least one OOD set"):
+        evaluate(model, [(torch.ones(2, 2), torch.tensor([0, 1]))], {})

@@ -7,12 +7,12 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 import torch
 
+from isomax.cli import main
 from isomax.engine import NonFiniteLossError, load_config, load_model, train
 from isomax.engine.checkpoint import load_checkpoint
 
@@ -67,59 +67,44 @@ def test_resume_in_process_is_exact(tmp_path):
         train(_cfg(tmp_path, "split", loss="isomax"), resume=True)
 
 
-def test_resume_after_sigkill_gives_identical_weights(tmp_path):
-    """Kill the training process at several moments (at worst during a checkpoint write)."""
-    args = [
-        "--dataset",
-        "digits",
-        "--model",
-        "digits_cnn",
-        "--loss",
-        "isomax",
-        "--epochs",
-        "6",
-        "--device",
-        "cpu",
-        "-q",
-    ]
+@pytest.mark.slow
+def test_resume_after_sigkill_gives_identical_weights(tmp_path, isomax_killed_at):
+    """SIGKILL the CLI at chosen points (half-way through a checkpoint write, just before its
+    rename, between an epoch's log row and its checkpoint, mid-epoch), resume after each, and
+    end with the weights of an uninterrupted run, bit for bit."""
+    args = ["train", "--dataset", "digits", "--model", "digits_cnn", "--loss", "isomax"]
+    args += ["--epochs", "5", "--device", "cpu", "-q"]
     ref = tmp_path / "ref"
-    subprocess.run(
-        [sys.executable, "-m", "isomax", "train", *args, "--output-dir", str(ref)],
-        check=True,
-        env=ENV,
-        capture_output=True,
-    )
+    assert main([*args, "--output-dir", str(ref)]) == 0
     run = tmp_path / "killed"
     ckpt = run / "checkpoint.safetensors"
-    for delay in (0.0, 0.3, 0.7):
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "isomax", "train", *args, "--output-dir", str(run), "--resume"],
-            env=ENV,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        # wait for a new checkpoint (or the end), then kill at a pseudo-random later moment
-        before = ckpt.stat().st_mtime_ns if ckpt.exists() else 0
-        deadline = time.time() + 60
-        while time.time() < deadline and proc.poll() is None:
-            if ckpt.exists() and ckpt.stat().st_mtime_ns != before:
-                break
-            time.sleep(0.005)
-        time.sleep(delay)
-        proc.send_signal(signal.SIGKILL)
-        proc.wait()
-    subprocess.run(
-        [sys.executable, "-m", "isomax", "train", *args, "--output-dir", str(run), "--resume"],
-        check=True,
-        env=ENV,
-        capture_output=True,
-    )
+    resume = [*args, "--output-dir", str(run), "--resume"]
+
+    def state() -> tuple[int, list[int], list[str]]:
+        """(checkpoint epoch, epochs in the log, temporary files left)."""
+        rows = [json.loads(line)["epoch"] for line in (run / "log.jsonl").read_text().splitlines()]
+        tmps = sorted(p.name for p in run.iterdir() if p.name.endswith(".tmp"))
+        return load_checkpoint(ckpt)[2]["epoch"], rows, tmps
+
+    isomax_killed_at("write:checkpoint.safetensors:2", *args, "--output-dir", run)
+    epoch, rows, cut = state()
+    assert (epoch, rows, len(cut)) == (1, [1, 2], 1)  # epoch 2's write stopped half-way
+    assert (run / cut[0]).stat().st_size < ckpt.stat().st_size
+    isomax_killed_at("rename:checkpoint.safetensors:1", *resume)  # epoch 2 again, whole
+    epoch, rows, unrenamed = state()
+    assert (epoch, rows, len(unrenamed)) == (1, [1, 2], 1) and unrenamed != cut
+    isomax_killed_at("log:3", *resume)  # epoch 2 checkpointed, epoch 3 logged only
+    assert state() == (2, [1, 2, 3], [])
+    isomax_killed_at("step:30", *resume)  # epoch 3 done, then mid-way through epoch 4
+    assert state() == (3, [1, 2, 3], [])
+    assert main(resume) == 0
+
     a, b = _weights(ref / "checkpoint.safetensors"), _weights(ckpt)
+    assert a.keys() == b.keys()
     for k in a:
         assert torch.equal(a[k], b[k]), k
-    rows = [json.loads(line) for line in (run / "log.jsonl").read_text().splitlines()]
-    assert [r["epoch"] for r in rows] == list(range(1, 7))
-    assert not [p for p in run.iterdir() if p.name.endswith(".tmp")]
+    assert state() == (5, [1, 2, 3, 4, 5], [])
+    assert len((run / "log.csv").read_text().splitlines()) == 1 + 5  # header + one row an epoch
 
 
 def test_non_finite_loss_stops_and_keeps_last_good_checkpoint(tmp_path):
@@ -134,6 +119,7 @@ def test_non_finite_loss_stops_and_keeps_last_good_checkpoint(tmp_path):
     assert load_checkpoint(ckpt)[2]["epoch"] == 1
 
 
+@pytest.mark.slow
 def test_torchrun_two_processes_match_one_process(tmp_path, free_port):
     """DDP on the CPU with gloo: 2 ranks x batch 32 = 1 process x batch 64 (no batch norm)."""
     args = [
@@ -276,3 +262,23 @@ def test_a_broken_tensorboard_install_only_disables_tensorboard(tmp_path, monkey
     with caplog.at_level(logging.WARNING):
         assert _tensorboard(tmp_path) is None
     assert "TensorBoard logging disabled: AttributeError" in caplog.text
+
+
+@pytest.mark.slow  # 1100 fp16 steps: seconds
+def test_fp16_resume_is_exact_because_the_loss_scale_is_saved(tmp_path):
+    kw = dict(amp="fp16", batch_size=8, model="digits_mlp", loss="isomax")
+    straight = train(_cfg(tmp_path, "a", **kw))
+    train(_cfg(tmp_path, "b", **kw), max_epochs_this_run=2)
+    meta = load_checkpoint(tmp_path / "b" / "checkpoint.safetensors")[2]
+    assert meta["scaler"]["scale"] != 65536.0  # it moved, so restarting it would show
+    resumed = train(_cfg(tmp_path, "b", **kw), resume=True)
+
+    a = load_checkpoint(straight.checkpoint)[0]
+    b = load_checkpoint(resumed.checkpoint)[0]
+    for k in a:
+        assert torch.equal(a[k], b[k]), k
+
+
+def test_nan_stop_before_any_checkpoint_says_so(tmp_path):
+    with pytest.raises(NonFiniteLossError, match="No checkpoint had been written"):
+        train(_cfg(tmp_path, "nan", loss="isomax", epochs=2, lr=1e30))

@@ -131,3 +131,8 @@ def test_make_head_errors_are_clear() -> None:
         make_head(nn.Linear(7, 3), 8, 3)
     with pytest.raises(ValueError, match="produces 4 classes"):
         make_head(IsoMaxPlusHead(8, 4), 8, 3)
+
+
+def test_unknown_model_rejected():
+    with pytest.raises(ValueError, match=r"unknown model 'resnet19'; valid names: .*resnet18"):
+        create_model("resnet19", 10)

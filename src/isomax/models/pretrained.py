@@ -95,8 +95,10 @@ def read_state_dict(path: str | os.PathLike[str]) -> tuple[dict[str, Tensor], di
         head = fh.read(16)
     if not head:
         raise ValueError(f"weights file {p} is empty")
+    if _looks_like_safetensors(head, p.stat().st_size):
+        return _read_safetensors(p)
     if head[:4] != b"PK\x03\x04" and head[:1] != b"\x80":
-        return _read_safetensors(p)  # neither torch's zip format nor a legacy pickle
+        return _read_safetensors(p)  # neither torch's zip format nor a pickle: say what it is
     try:
         obj = torch.load(p, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
@@ -128,6 +130,17 @@ def read_state_dict(path: str | os.PathLike[str]) -> tuple[dict[str, Tensor], di
             + (f" with keys {sorted(map(str, obj))[:8]}" if isinstance(obj, dict) else "")
         )
     return _strip(dict(state)), info
+
+
+def _looks_like_safetensors(head: bytes, size: int) -> bool:
+    """A little-endian header length that fits the file, then the JSON header's ``{``.
+
+    (Its first byte may be 0x80, like a pickle's protocol opcode: the length decides.)
+    """
+    if len(head) < 9:
+        return False
+    length = int.from_bytes(head[:8], "little")
+    return 0 < length <= size - 8 and head[8:9] == b"{"
 
 
 def _read_safetensors(p: Path) -> tuple[dict[str, Tensor], dict[str, Any]]:
