@@ -564,6 +564,8 @@ def test_metrics_work_with_one_id_and_one_ood_score():
         "tnr_at_tpr95": 1.0,
         "fpr_at_tpr95": 0.0,
         "detection_accuracy": 1.0,
+        "aupr_in_trapezoid": 1.0,
+        "aupr_out_trapezoid": 1.0,
     }
     tied = metrics.ood_metrics(torch.tensor([0.5]), torch.tensor([0.5]))
     assert tied["auroc"] == 0.5 and tied["detection_accuracy"] == 0.5

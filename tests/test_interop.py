@@ -133,6 +133,8 @@ def _metrics(fpr: float, auc: float, ain: float, aout: float) -> dict[str, float
         "aupr_in": ain,
         "aupr_out": aout,
         "detection_accuracy": 0.7,
+        "aupr_in_trapezoid": ain,
+        "aupr_out_trapezoid": aout,
     }
 
 
@@ -192,8 +194,8 @@ def test_openood_csv_from_evaluation_object(tmp_path: Path) -> None:
     lines = text.splitlines()
     m = ood["near"]["mds"]
     assert lines[1] == (
-        f"near,{100 * m['fpr_at_tpr95']:.2f},{100 * m['auroc']:.2f},{100 * m['aupr_in']:.2f},"
-        f"{100 * m['aupr_out']:.2f},87.50"
+        f"near,{100 * m['fpr_at_tpr95']:.2f},{100 * m['auroc']:.2f},"
+        f"{100 * m['aupr_in_trapezoid']:.2f},{100 * m['aupr_out_trapezoid']:.2f},87.50"
     )
     assert [line.split(",")[0] for line in lines] == ["dataset", "near", "nearood", "far", "farood"]
     assert (

@@ -10,7 +10,13 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
-from sklearn.metrics import average_precision_score, roc_auc_score, roc_curve
+from sklearn.metrics import (
+    auc,
+    average_precision_score,
+    precision_recall_curve,
+    roc_auc_score,
+    roc_curve,
+)
 
 from isomax import metrics
 from isomax.metrics import (
@@ -30,7 +36,16 @@ from isomax.metrics import (
     tnr_at_tpr,
 )
 
-KEYS95 = ["auroc", "aupr_in", "aupr_out", "tnr_at_tpr95", "fpr_at_tpr95", "detection_accuracy"]
+KEYS95 = [
+    "auroc",
+    "aupr_in",
+    "aupr_out",
+    "tnr_at_tpr95",
+    "fpr_at_tpr95",
+    "detection_accuracy",
+    "aupr_in_trapezoid",
+    "aupr_out_trapezoid",
+]
 
 
 # ------------------------------------------------------------------------------------------
@@ -69,6 +84,9 @@ def reference(ids: np.ndarray, ood: np.ndarray, tpr: float) -> dict[str, float]:
         f"fpr_at_tpr{tag}": fpr_ood[j_ood],
         # roc_curve includes the reject-all (0, 0) and accept-all (1, 1) points.
         "detection_accuracy": 0.5 * (1.0 + np.max(tpr_id - fpr_id)),
+        # OpenOOD v1.5's AUPRs: trapezoids under precision_recall_curve
+        "aupr_in_trapezoid": auc(*precision_recall_curve(y, s)[1::-1]),
+        "aupr_out_trapezoid": auc(*precision_recall_curve(1 - y, -s)[1::-1]),
     }
 
 
@@ -296,6 +314,8 @@ def test_key_names_follow_tpr() -> None:
         "tnr_at_tpr90",
         "fpr_at_tpr90",
         "detection_accuracy",
+        "aupr_in_trapezoid",
+        "aupr_out_trapezoid",
     ]
     assert "tnr_at_tpr99.9" in ood_metrics(ids, ood, tpr=0.999)
     assert "fpr_at_tpr100" in ood_metrics(ids, ood, tpr=1.0)

@@ -102,12 +102,13 @@ class PytorchOODDetector(_DetectorBase):  # type: ignore[misc, valid-type]
 #: Columns of OpenOOD v1.5's ``ood.csv``.
 OPENOOD_COLUMNS = ("dataset", "FPR@95", "AUROC", "AUPR_IN", "AUPR_OUT", "ACC")
 
-# OpenOOD column -> key of isomax.metrics.ood_metrics (FPR@95 is OOD-positive in both).
+# OpenOOD column -> key of isomax.metrics.ood_metrics (FPR@95 is OOD-positive in both; OpenOOD's
+# AUPRs are trapezoidal areas under the precision-recall curve, not average precision).
 _KEYS = {
     "FPR@95": "fpr_at_tpr95",
     "AUROC": "auroc",
-    "AUPR_IN": "aupr_in",
-    "AUPR_OUT": "aupr_out",
+    "AUPR_IN": "aupr_in_trapezoid",
+    "AUPR_OUT": "aupr_out_trapezoid",
 }
 
 
@@ -152,7 +153,9 @@ def to_openood_csv(
     ``nearood`` row with their mean, then one row per far-OOD set and a ``farood`` row (a group
     with no set has no mean row). Values are percentages with 2 decimals (means are taken before
     rounding); ACC is the ID accuracy on every row. FPR@95 is OpenOOD's OOD-positive rate
-    (``fpr_at_tpr95``); AUROC, AUPR_IN and AUPR_OUT are taken as they are. Lines end with
+    (``fpr_at_tpr95``); AUPR_IN and AUPR_OUT are OpenOOD's trapezoidal areas under the
+    precision-recall curve (``aupr_in_trapezoid`` / ``aupr_out_trapezoid``, not the average
+    precision ``aupr_in`` / ``aupr_out`` of isomax's own reports). Lines end with
     ``\\r\\n``, as Python's ``csv`` module (and so OpenOOD) writes them. Written atomically.
 
     Args:
@@ -206,7 +209,8 @@ def to_openood_csv(
         if missing:
             raise ValueError(
                 f"the evaluation of {name!r} / {score!r} lacks {', '.join(missing)} "
-                "(OpenOOD's FPR@95 needs an evaluation run with tpr=0.95)"
+                "(OpenOOD's FPR@95 needs an evaluation run with tpr=0.95; the trapezoidal "
+                "AUPRs are in evaluations made by isomax.metrics.ood_metrics since 0.1.0)"
             )
         return [float(metrics[k]) for k in _KEYS.values()]
 
