@@ -15,9 +15,12 @@ The ResNet-18 benchmarks time a second linear-head model as a control: its ratio
 
 
 Timings are interleaved (every variant once per round, rounds repeated) and the median is
-reported, so that machine noise hits all variants alike. Run::
+reported, so that machine noise hits all variants alike. On a CPU shared with other jobs,
+``--threads 1 --clock cpu`` times the process's CPU time instead of the wall clock, which other
+jobs' load disturbs far less. Run::
 
     python benchmarks/heads.py --device cpu            # this machine
+    python benchmarks/heads.py --device cpu --threads 1 --clock cpu  # a busy shared CPU
     python benchmarks/heads.py --device cuda --amp bf16 # a GPU
 """
 
@@ -88,6 +91,10 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
+#: The clock of every timing: ``time.perf_counter`` (wall) or ``time.process_time`` (CPU).
+CLOCK: Callable[[], float] = time.perf_counter
+
+
 def _interleaved(
     fns: dict[str, Callable[[], None]], rounds: int, inner: int, device: torch.device
 ) -> dict[str, float]:
@@ -100,11 +107,11 @@ def _interleaved(
     for _ in range(rounds):
         for name, fn in fns.items():
             _sync(device)
-            t0 = time.perf_counter()
+            t0 = CLOCK()
             for _ in range(inner):
                 fn()
             _sync(device)
-            times[name].append((time.perf_counter() - t0) / inner)
+            times[name].append((CLOCK() - t0) / inner)
     return {k: statistics.median(v) for k, v in times.items()}
 
 
@@ -266,7 +273,18 @@ def main() -> None:
     p.add_argument("--skip-resnet", action="store_true")
     p.add_argument("--out", default=None, help="JSON file for the full results")
     p.add_argument("--threads", type=int, default=None, help="torch intra-op threads")
+    p.add_argument(
+        "--clock",
+        choices=["wall", "cpu"],
+        default="wall",
+        help="wall clock, or the process's CPU time (steadier on a shared CPU; CPU only)",
+    )
     args = p.parse_args()
+    global CLOCK
+    if args.clock == "cpu":
+        if args.device != "cpu":
+            p.error("--clock cpu times CPU work only; use --clock wall with a GPU")
+        CLOCK = time.process_time
     if args.threads:
         torch.set_num_threads(args.threads)
     device = torch.device(args.device)
@@ -276,7 +294,10 @@ def main() -> None:
         rows += bench_train_step(device, args.rounds, batch, args.amp)
         rows += bench_inference(device, args.rounds, batch, args.amp)
     machine = save_result(args.out, device, args, rows)
-    print(f"# {machine}, torch {torch.__version__}, medians of {args.rounds} interleaved rounds")
+    print(
+        f"# {machine}, torch {torch.__version__}, medians of {args.rounds} interleaved rounds, "
+        f"{args.clock} clock"
+    )
     print(f"{'benchmark':<22}{'setting':<14}{'head':<32}{'time/ms':>10}{'ratio':>8}")
     for r in rows:
         setting = f"C={r['classes']},{r['features']}" if "classes" in r else f"batch={r['batch']}"

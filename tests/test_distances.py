@@ -204,3 +204,29 @@ def test_compiled_head_is_exact_near_prototypes(cls) -> None:
     compiled = torch.compile(head, backend="aot_eager", fullgraph=True)
     normalize = cls is IsoMaxPlusHead
     assert _relative_error(-compiled(x), reference(x, p, normalize)) <= TOLERANCE
+
+
+@pytest.mark.parametrize("normalize", [False, True])
+def test_rows_with_none_or_several_cancelling_entries(normalize: bool) -> None:
+    # some rows far from every prototype, others near two almost equal prototypes at once
+    g = torch.Generator().manual_seed(6)
+    p = _unit(6, 32, g) * 50.0
+    p[1] = p[0] + 1e-3 * _unit(1, 32, g)[0]
+    far = _unit(5, 32, g) * 50.0
+    near = p[[0, 0, 3, 5]] + 1e-3 * _unit(4, 32, g)
+    x = torch.cat([far[:2], near[:2], far[2:], near[2:]]).float().requires_grad_(True)
+    p32 = p.float().requires_grad_(True)
+    out = pairwise_distances(x, p32, normalize=normalize)
+    ref = reference(x, p32, normalize)
+    assert _relative_error(out, ref) <= TOLERANCE
+    w = torch.rand(out.shape, generator=g, dtype=torch.float64)
+    (out * w.float()).sum().backward()
+    x64 = x.detach().double().requires_grad_(True)
+    p64 = p32.detach().double().requires_grad_(True)
+    a, b = x64, p64
+    if normalize:
+        a = x64 / x64.pow(2).sum(1, keepdim=True).sqrt()
+        b = p64 / p64.pow(2).sum(1, keepdim=True).sqrt()
+    ((a[:, None, :] - b[None]).pow(2).sum(-1).sqrt() * w).sum().backward()
+    assert torch.allclose(x.grad.double(), x64.grad, rtol=1e-3, atol=1e-6)
+    assert torch.allclose(p32.grad.double(), p64.grad, rtol=1e-3, atol=1e-6)

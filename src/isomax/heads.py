@@ -93,11 +93,21 @@ class _NormalisedDifference(torch.autograd.Function):
 
 
 def _exact_entries(
-    x: Tensor, prototypes: Tensor, units: Tensor, rows: Tensor, cols: Tensor, dtype: torch.dtype
+    x: Tensor,
+    prototypes: Tensor,
+    units: Tensor | None,
+    rows: Tensor | None,
+    cols: Tensor,
+    dtype: torch.dtype,
 ) -> Tensor:
-    """||x[rows] - prototypes[cols]|| from the rows' difference (``units``: normalised, in
-    ``dtype``, else None), shape (K,)."""
-    a = x.to(dtype).index_select(0, rows)
+    """||x[rows] - prototypes[cols]|| from the rows' difference, shape (K,).
+
+    ``units``: the normalised prototypes (in ``dtype``) for normalised distances, else None.
+    ``rows`` None: every row once, in order.
+    """
+    a = x.to(dtype)
+    if rows is not None:  # None: one entry per row, in order (the typical case once trained)
+        a = a.index_select(0, rows)
     if units is None:
         return _Difference.apply(a, prototypes.to(dtype).index_select(0, cols))
     compiling = torch.compiler.is_compiling()
@@ -167,11 +177,16 @@ def pairwise_distances(x: Tensor, prototypes: Tensor, normalize: bool = False) -
                 ratio = squared if normalize else squared / scale.clamp_min(tiny)
                 cols = ratio.topk(k, dim=1, largest=False).indices.reshape(-1)
                 rows = torch.arange(a.shape[0], device=a.device).repeat_interleave(k)
+                in_order = False
             else:
                 rows, cols = (squared <= _CANCELLATION_RATIO * scale).nonzero(as_tuple=True)
                 if rows.numel() == 0:
                     return dist
-        exact = _exact_entries(x, prototypes, units, rows, cols, dtype)
+                n = a.shape[0]
+                in_order = rows.shape[0] == n and torch.equal(
+                    rows, torch.arange(n, device=a.device)
+                )
+        exact = _exact_entries(x, prototypes, units, None if in_order else rows, cols, dtype)
         return dist.index_put((rows, cols), exact)
 
 
