@@ -469,9 +469,9 @@ METRICS = [
         id="metric-2d-scores",
     ),
     pytest.param(
-        lambda: metrics.auroc(np.ones(2, dtype=np.float32), np.ones(2)),
+        lambda: metrics.auroc(np.ones(2, dtype=np.int32), np.ones(2)),
         TypeError,
-        r"id_scores and ood_scores must have the same dtype, got float32 and float64",
+        r"id_scores and ood_scores must have the same dtype, got int32 and float64",
         id="metric-dtype-mismatch",
     ),
     pytest.param(

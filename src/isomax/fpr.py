@@ -137,7 +137,8 @@ class FPRLoss(nn.Module):
 
     def forward(self, logits: Tensor, targets: FPRTargets | Tensor) -> Tensor:
         check_float_matrix(logits, "logits")
-        log_q = F.log_softmax(self.entropic_scale * logits.float(), dim=1)
+        dtype = torch.float64 if logits.dtype == torch.float64 else torch.float32
+        log_q = F.log_softmax(self.entropic_scale * logits.to(dtype), dim=1)
         if isinstance(targets, Tensor):
             check_labels(targets, "targets", logits.shape[0], logits.shape[1], -100)
             return F.nll_loss(log_q, targets.long())
@@ -154,7 +155,7 @@ class FPRLoss(nn.Module):
         ce = F.nll_loss(log_q[:k], targets.labels[:k])
         if k == logits.shape[0]:
             return ce
-        kl = F.kl_div(log_q[k:], targets.probs[k:], reduction="batchmean")
+        kl = F.kl_div(log_q[k:], targets.probs[k:].to(dtype), reduction="batchmean")
         return 0.5 * (ce + self.alpha * kl)
 
     def extra_repr(self) -> str:

@@ -3,8 +3,9 @@
 Conventions (see SPEC section 4):
 
 * Scores are "higher = more in-distribution". Every OOD metric takes 1-D ``id_scores`` and
-  ``ood_scores`` (``torch.Tensor`` on any device, or ``numpy.ndarray``) of the *same* dtype and
-  returns a Python ``float`` that is a fraction in [0, 1].
+  ``ood_scores`` (``torch.Tensor`` on any device, or ``numpy.ndarray``) of the same dtype, or of
+  two floating dtypes (the narrower is widened exactly), and returns a Python ``float`` that is
+  a fraction in [0, 1].
 * ID-positive metrics (the IsoMax papers, ODIN, Mahalanobis): AUROC, AUPR-In, TNR@TPR, DTACC.
 * OOD-positive metrics (OpenOOD v1.5, pytorch-ood): AUPR-Out (negated scores) and FPR@TPR.
   ``tnr_at_tpr`` and ``fpr_at_tpr`` are *different numbers*; 1 - ``tnr_at_tpr`` is the
@@ -118,9 +119,14 @@ def _check_pair(id_scores: Any, ood_scores: Any) -> tuple[np.ndarray, np.ndarray
     ids, id_dtype = _check_scores(id_scores, "id_scores")
     ood, ood_dtype = _check_scores(ood_scores, "ood_scores")
     if id_dtype != ood_dtype:
+        if ids.dtype.kind == "f" and ood.dtype.kind == "f":
+            # float32 and float64 (or float16, bfloat16): widening is exact, ties survive
+            common = np.result_type(ids.dtype, ood.dtype)
+            return ids.astype(common, copy=False), ood.astype(common, copy=False)
         raise TypeError(
             f"id_scores and ood_scores must have the same dtype, got {id_dtype} and {ood_dtype}; "
-            "cast both to one dtype first (rounding to a different precision changes ties)"
+            "cast both to one dtype first (rounding to a different precision changes ties); "
+            "floating dtypes may be mixed"
         )
     return ids, ood
 
