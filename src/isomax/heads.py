@@ -135,7 +135,8 @@ def pairwise_distances(x: Tensor, prototypes: Tensor, normalize: bool = False) -
     of the two rows (normalised distances below 1/64 in float64). The result agrees with float64
     on the same inputs to about 1e-5 relative or better, and every entry with a nonzero distance
     has a nonzero gradient. Finding the entries to recompute reads the data, so on a GPU a call
-    synchronises; under ``torch.compile`` (whose shapes may not depend on the data) the 4
+    synchronises with the device (two or three small reads); under ``torch.compile`` (whose
+    shapes may not depend on the data) the 4
     entries of each row most at risk are recomputed instead, which covers every row with at
     most 4 prototypes that close.
 
