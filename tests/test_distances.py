@@ -230,3 +230,21 @@ def test_rows_with_none_or_several_cancelling_entries(normalize: bool) -> None:
     ((a[:, None, :] - b[None]).pow(2).sum(-1).sqrt() * w).sum().backward()
     assert torch.allclose(x.grad.double(), x64.grad, rtol=1e-3, atol=1e-6)
     assert torch.allclose(p32.grad.double(), p64.grad, rtol=1e-3, atol=1e-6)
+
+
+@pytest.mark.parametrize("normalize", [False, True])
+def test_gradcheck_of_the_recomputed_entries(normalize: bool) -> None:
+    g = torch.Generator().manual_seed(9)
+    p = torch.randn(4, 6, generator=g, dtype=torch.float64) * 3
+    x = torch.cat(
+        [
+            p[[0, 2]] + 1e-2 * torch.randn(2, 6, generator=g, dtype=torch.float64),
+            torch.randn(3, 6, generator=g, dtype=torch.float64),
+        ]
+    )
+    x.requires_grad_(True)
+    p.requires_grad_(True)
+    # the near entries go through the written-out backward of the recomputation
+    assert torch.autograd.gradcheck(
+        lambda a, b: pairwise_distances(a, b, normalize=normalize), (x, p)
+    )
