@@ -737,10 +737,10 @@ DETECTOR = [
         id="detector-unknown-score",
     ),
     pytest.param(
-        lambda: OODDetector(_linear(), score=None),
+        lambda: OODDetector(_linear(), score=3),
         (TypeError, ValueError),
-        r"score.*None",
-        id="detector-score-none",
+        r"unknown score 3",
+        id="detector-score-not-a-name",
     ),
     pytest.param(
         lambda: OODDetector("model.safetensors"),
