@@ -129,6 +129,43 @@ def diagnose(net: str, data, losses: list[str], batches: int = 4) -> str:
     return "\n".join(lines)
 
 
+def norm_signal(net: str, bundle, ood, samples: int = 2000) -> str:
+    """How much of the OOD signal is in the feature norm, which IsoMax+ and DisMax normalise away.
+
+    On the pretrained network (before any fine-tuning): AUROC (ID positive) of the feature norm
+    alone, and of the cosine-only nearest-class-direction score (what MDS of IsoMax+ sees at the
+    start), ID test split against each OOD set.
+    """
+    import torch
+
+    from isomax.data import to_tensors
+    from isomax.data.core import limit_samples
+    from isomax.metrics import auroc
+    from isomax.models.pretrained import build_pretrained, load_weights
+
+    weights = next((SHARED / "pretrained" / "cifar10_resnets").glob(f"{net}-*.th"))
+    model = build_pretrained(load_weights(weights), weights).eval()
+    rows = {}
+
+    @torch.no_grad()
+    def feats(ds):
+        x, _ = to_tensors(limit_samples(ds, samples), raw=False)
+        return torch.cat([model.features(x[i : i + 500]) for i in range(0, len(x), 500)])
+
+    w = model.head.weight / model.head.weight.norm(dim=1, keepdim=True)
+    for name, ds in [("id", bundle.test), *ood.items()]:
+        f = feats(ds)
+        cos = (f / f.norm(dim=1, keepdim=True)) @ w.T
+        rows[name] = (f.norm(dim=1), cos.max(1).values)
+    lines = ["| OOD set | feature norm AUROC | cosine to nearest class direction AUROC |"]
+    lines.append("|---|---|---|")
+    for name in ood:
+        norm = auroc(rows["id"][0], rows[name][0])
+        cos = auroc(rows["id"][1], rows[name][1])
+        lines.append(f"| {name} | {100 * norm:.1f} | {100 * cos:.1f} |")
+    return "\n".join(lines)
+
+
 def table(out: Path, tag: str) -> str:
     """Mean +- std over seeds: accuracy, then TNR@TPR95 / AUROC per OOD set, per loss and score."""
     rows: dict[tuple[str, str, str], list[dict]] = {}
@@ -211,6 +248,7 @@ def main() -> None:
     if args.diagnose:
         for net in args.nets.split(","):
             print(diagnose(net, data, args.losses.split(",")))
+            print(norm_signal(net, bundle, ood))
         return
     for net in args.nets.split(","):
         for seed in (int(s) for s in args.seeds.split(",")):

@@ -2,8 +2,12 @@
 
 1. Head alone: forward + backward of each head (batch 256, D = 512, C = 10, 100, 1000), and the
    authors' ``torch.cdist(..., compute_mode="donot_use_mm_for_euclid_dist")`` form as the
-   reference implementation.
-2. A full training step (forward, loss, backward, SGD step) of a CIFAR ResNet-18 with each head.
+   reference implementation. Twice: features at random (heads as initialised: no entry needs
+   the exact recomputation of :func:`isomax.pairwise_distances`), and features near their
+   class's prototype as in a trained model (every row recomputes its nearest entry exactly),
+   where the plain one-matmul expansion (inexact there) is timed too, to show what exactness costs.
+2. A full training step (forward, loss, backward, SGD step) of a CIFAR ResNet-18 with each head,
+   and with an IsoMax+ head forced to recompute every entry exactly (the upper bound of that cost).
 3. Inference images/s of a CIFAR ResNet-18 with each head.
 
 The ResNet-18 benchmarks time a second linear-head model as a control: its ratio to the first
@@ -11,9 +15,12 @@ The ResNet-18 benchmarks time a second linear-head model as a control: its ratio
 
 
 Timings are interleaved (every variant once per round, rounds repeated) and the median is
-reported, so that machine noise hits all variants alike. Run::
+reported, so that machine noise hits all variants alike. On a CPU shared with other jobs,
+``--threads 1 --clock cpu`` times the process's CPU time instead of the wall clock, which other
+jobs' load disturbs far less. Run::
 
     python benchmarks/heads.py --device cpu            # this machine
+    python benchmarks/heads.py --device cpu --threads 1 --clock cpu  # a busy shared CPU
     python benchmarks/heads.py --device cuda --amp bf16 # a GPU
 """
 
@@ -53,9 +60,39 @@ class ReferenceIsoMaxPlus(nn.Module):
         return -torch.abs(self.distance_scale) * d
 
 
+class PlainMatmulIsoMaxPlus(nn.Module):
+    """The one-matmul expansion without the exact recomputation (inexact near a prototype)."""
+
+    def __init__(self, d: int, c: int) -> None:
+        super().__init__()
+        self.prototypes = nn.Parameter(torch.randn(c, d))
+        self.distance_scale = nn.Parameter(torch.ones(1))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        a = F.normalize(x)
+        b = F.normalize(self.prototypes)
+        squared = torch.addmm(a.new_full((), 2.0), a, b.t(), alpha=-2.0)
+        return -torch.abs(self.distance_scale) * squared.clamp_min(1e-12).sqrt()
+
+
+class _EveryEntryExact:
+    """Context: :func:`isomax.pairwise_distances` recomputes every entry by the difference."""
+
+    def __enter__(self) -> None:
+        self.saved = isomax.heads._CANCELLATION_RATIO
+        isomax.heads._CANCELLATION_RATIO = float("inf")
+
+    def __exit__(self, *exc: object) -> None:
+        isomax.heads._CANCELLATION_RATIO = self.saved
+
+
 def _sync(device: torch.device) -> None:
     if device.type == "cuda":
         torch.cuda.synchronize(device)
+
+
+#: The clock of every timing: ``time.perf_counter`` (wall) or ``time.process_time`` (CPU).
+CLOCK: Callable[[], float] = time.perf_counter
 
 
 def _interleaved(
@@ -70,11 +107,11 @@ def _interleaved(
     for _ in range(rounds):
         for name, fn in fns.items():
             _sync(device)
-            t0 = time.perf_counter()
+            t0 = CLOCK()
             for _ in range(inner):
                 fn()
             _sync(device)
-            times[name].append((time.perf_counter() - t0) / inner)
+            times[name].append((CLOCK() - t0) / inner)
     return {k: statistics.median(v) for k, v in times.items()}
 
 
@@ -90,21 +127,37 @@ def _head_step(m: nn.Module, x: torch.Tensor, y: torch.Tensor) -> Callable[[], N
 def bench_heads(device: torch.device, rounds: int, classes: list[int]) -> list[dict]:
     rows = []
     for c in classes:
-        x = torch.randn(256, 512, device=device, requires_grad=True)
         y = torch.randint(0, c, (256,), device=device)
-        mods = {name: isomax.build_head(name, 512, c).to(device) for name in HEADS}
-        mods["isomaxplus_cdist_reference"] = ReferenceIsoMaxPlus(512, c).to(device)
-        t = _interleaved({k: _head_step(m, x, y) for k, m in mods.items()}, rounds, 20, device)
-        for name, sec in t.items():
-            rows.append(
-                {
-                    "bench": "head_fwd_bwd",
-                    "classes": c,
-                    "head": name,
-                    "ms": 1e3 * sec,
-                    "ratio_to_linear": sec / t["linear"],
-                }
-            )
+        prototypes = torch.randn(c, 512, device=device)
+        inputs = {
+            "random": torch.randn(256, 512, device=device),
+            # distance 0.1 |p| (normalised distance about 0.1): the own entry cancels
+            "near": prototypes[y] + 0.1 * torch.randn(256, 512, device=device),
+        }
+        for features, x in inputs.items():
+            x.requires_grad_(True)
+            mods = {name: isomax.build_head(name, 512, c).to(device) for name in HEADS}
+            if features == "near":
+                mods["isomaxplus_plain_matmul"] = PlainMatmulIsoMaxPlus(512, c).to(device)
+            mods["isomaxplus_cdist_reference"] = ReferenceIsoMaxPlus(512, c).to(device)
+            if features == "near":
+                with torch.no_grad():
+                    for name, m in mods.items():
+                        if name != "linear":
+                            m.prototypes.copy_(prototypes)
+            fns = {k: _head_step(m, x, y) for k, m in mods.items()}
+            t = _interleaved(fns, rounds, 20, device)
+            for name, sec in t.items():
+                rows.append(
+                    {
+                        "bench": "head_fwd_bwd",
+                        "classes": c,
+                        "features": features,
+                        "head": name,
+                        "ms": 1e3 * sec,
+                        "ratio_to_linear": sec / t["linear"],
+                    }
+                )
     return rows
 
 
@@ -112,7 +165,8 @@ def _models(device: torch.device, channels_last: bool) -> dict[str, nn.Module]:
     """One ResNet-18 per head, plus a second linear one: its ratio shows the timing noise."""
     torch.manual_seed(0)
     out = {}
-    for name, h in [*zip(HEADS, HEADS), ("linear (control)", "linear")]:
+    variants = [*zip(HEADS, HEADS), ("isomaxplus (every entry exact)", "isomaxplus")]
+    for name, h in [*variants, ("linear (control)", "linear")]:
         m = create_model("resnet18", 10, head=h).to(device)
         if channels_last:
             m = m.to(memory_format=torch.channels_last)
@@ -146,8 +200,17 @@ def bench_train_step(device: torch.device, rounds: int, batch: int, amp: str) ->
 
         return run
 
+    def every_entry_exact(fn: Callable[[], None]) -> Callable[[], None]:
+        def run() -> None:
+            with _EveryEntryExact():
+                fn()
+
+        return run
+
+    fns = {k: step(m) for k, m in models.items()}
+    fns = {k: every_entry_exact(f) if "every entry" in k else f for k, f in fns.items()}
     inner = 1 if device.type == "cpu" else 10
-    t = _interleaved({k: step(m) for k, m in models.items()}, rounds, inner, device)
+    t = _interleaved(fns, rounds, inner, device)
     return [
         {
             "bench": "resnet18_train_step",
@@ -210,7 +273,18 @@ def main() -> None:
     p.add_argument("--skip-resnet", action="store_true")
     p.add_argument("--out", default=None, help="JSON file for the full results")
     p.add_argument("--threads", type=int, default=None, help="torch intra-op threads")
+    p.add_argument(
+        "--clock",
+        choices=["wall", "cpu"],
+        default="wall",
+        help="wall clock, or the process's CPU time (steadier on a shared CPU; CPU only)",
+    )
     args = p.parse_args()
+    global CLOCK
+    if args.clock == "cpu":
+        if args.device != "cpu":
+            p.error("--clock cpu times CPU work only; use --clock wall with a GPU")
+        CLOCK = time.process_time
     if args.threads:
         torch.set_num_threads(args.threads)
     device = torch.device(args.device)
@@ -220,13 +294,16 @@ def main() -> None:
         rows += bench_train_step(device, args.rounds, batch, args.amp)
         rows += bench_inference(device, args.rounds, batch, args.amp)
     machine = save_result(args.out, device, args, rows)
-    print(f"# {machine}, torch {torch.__version__}, medians of {args.rounds} interleaved rounds")
-    print(f"{'benchmark':<22}{'setting':<12}{'head':<28}{'time/ms':>10}{'ratio':>8}")
+    print(
+        f"# {machine}, torch {torch.__version__}, medians of {args.rounds} interleaved rounds, "
+        f"{args.clock} clock"
+    )
+    print(f"{'benchmark':<22}{'setting':<14}{'head':<32}{'time/ms':>10}{'ratio':>8}")
     for r in rows:
-        setting = f"C={r['classes']}" if "classes" in r else f"batch={r['batch']}"
+        setting = f"C={r['classes']},{r['features']}" if "classes" in r else f"batch={r['batch']}"
         ms = r.get("ms", 1e3 * r["batch"] / r["images_per_s"] if "images_per_s" in r else 0)
         print(
-            f"{r['bench']:<22}{setting:<12}{r['head']:<28}{ms:>10.3f}{r['ratio_to_linear']:>8.3f}"
+            f"{r['bench']:<22}{setting:<14}{r['head']:<32}{ms:>10.3f}{r['ratio_to_linear']:>8.3f}"
         )
 
 

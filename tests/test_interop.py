@@ -42,7 +42,7 @@ def test_predict_is_minus_the_isomax_score(score: str) -> None:
         expected = -scores.get(score)(model(x_id), temperature=2.0)
         assert torch.equal(det.predict(x_id), expected)
         assert torch.equal(det(x_id), expected)  # __call__ = predict
-        assert torch.equal(det.predict_features(model(x_id)), expected)
+        assert torch.equal(det.predict_logits(model(x_id)), expected)
 
 
 def test_auroc_ood_positive_equals_isomax_auroc() -> None:
@@ -64,7 +64,7 @@ def test_detector_fit_and_errors() -> None:
     assert det.fit_features(torch.zeros(2, 3), torch.zeros(2)) is det
     assert "score='mds'" in repr(det)
     no_model = PytorchOODDetector(None)
-    assert no_model.predict_features(torch.zeros(2, 3)).shape == (2,)
+    assert no_model.predict_logits(torch.zeros(2, 3)).shape == (2,)
     with pytest.raises(ValueError, match="model"):
         no_model.predict(torch.zeros(2, 4))
     with pytest.raises(ValueError, match="unknown score"):
@@ -74,7 +74,7 @@ def test_detector_fit_and_errors() -> None:
     with pytest.raises(ValueError, match="temperature"):
         PytorchOODDetector(model, temperature=0.0)
     custom = PytorchOODDetector(None, score=lambda z, temperature: z[:, 0] / temperature)
-    assert torch.equal(custom.predict_features(torch.tensor([[3.0, 0.0]])), torch.tensor([-3.0]))
+    assert torch.equal(custom.predict_logits(torch.tensor([[3.0, 0.0]])), torch.tensor([-3.0]))
 
 
 def test_subclasses_pytorch_ood_detector_when_installed(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -119,7 +119,7 @@ def test_subclasses_pytorch_ood_detector_when_installed(monkeypatch: pytest.Monk
 def test_plain_class_without_pytorch_ood() -> None:
     if importlib.util.find_spec("pytorch_ood") is not None:
         pytest.skip("pytorch-ood is installed")
-    assert PytorchOODDetector.__mro__[1:] == (object,)
+    assert PytorchOODDetector.__mro__[1:] == (isomax.interop._Adapter, object)
 
 
 # ------------------------------------------------------------------ to_openood_csv
@@ -133,6 +133,8 @@ def _metrics(fpr: float, auc: float, ain: float, aout: float) -> dict[str, float
         "aupr_in": ain,
         "aupr_out": aout,
         "detection_accuracy": 0.7,
+        "aupr_in_trapezoid": ain,
+        "aupr_out_trapezoid": aout,
     }
 
 
@@ -192,8 +194,8 @@ def test_openood_csv_from_evaluation_object(tmp_path: Path) -> None:
     lines = text.splitlines()
     m = ood["near"]["mds"]
     assert lines[1] == (
-        f"near,{100 * m['fpr_at_tpr95']:.2f},{100 * m['auroc']:.2f},{100 * m['aupr_in']:.2f},"
-        f"{100 * m['aupr_out']:.2f},87.50"
+        f"near,{100 * m['fpr_at_tpr95']:.2f},{100 * m['auroc']:.2f},"
+        f"{100 * m['aupr_in_trapezoid']:.2f},{100 * m['aupr_out_trapezoid']:.2f},87.50"
     )
     assert [line.split(",")[0] for line in lines] == ["dataset", "near", "nearood", "far", "farood"]
     assert (

@@ -10,7 +10,13 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
-from sklearn.metrics import average_precision_score, roc_auc_score, roc_curve
+from sklearn.metrics import (
+    auc,
+    average_precision_score,
+    precision_recall_curve,
+    roc_auc_score,
+    roc_curve,
+)
 
 from isomax import metrics
 from isomax.metrics import (
@@ -30,7 +36,16 @@ from isomax.metrics import (
     tnr_at_tpr,
 )
 
-KEYS95 = ["auroc", "aupr_in", "aupr_out", "tnr_at_tpr95", "fpr_at_tpr95", "detection_accuracy"]
+KEYS95 = [
+    "auroc",
+    "aupr_in",
+    "aupr_out",
+    "tnr_at_tpr95",
+    "fpr_at_tpr95",
+    "detection_accuracy",
+    "aupr_in_trapezoid",
+    "aupr_out_trapezoid",
+]
 
 
 # ------------------------------------------------------------------------------------------
@@ -69,6 +84,9 @@ def reference(ids: np.ndarray, ood: np.ndarray, tpr: float) -> dict[str, float]:
         f"fpr_at_tpr{tag}": fpr_ood[j_ood],
         # roc_curve includes the reject-all (0, 0) and accept-all (1, 1) points.
         "detection_accuracy": 0.5 * (1.0 + np.max(tpr_id - fpr_id)),
+        # OpenOOD v1.5's AUPRs: trapezoids under precision_recall_curve
+        "aupr_in_trapezoid": auc(*precision_recall_curve(y, s)[1::-1]),
+        "aupr_out_trapezoid": auc(*precision_recall_curve(1 - y, -s)[1::-1]),
     }
 
 
@@ -296,6 +314,8 @@ def test_key_names_follow_tpr() -> None:
         "tnr_at_tpr90",
         "fpr_at_tpr90",
         "detection_accuracy",
+        "aupr_in_trapezoid",
+        "aupr_out_trapezoid",
     ]
     assert "tnr_at_tpr99.9" in ood_metrics(ids, ood, tpr=0.999)
     assert "fpr_at_tpr100" in ood_metrics(ids, ood, tpr=1.0)
@@ -390,8 +410,8 @@ GOOD = np.array([0.1, 0.2, 0.3])
         (GOOD, np.array([]), ValueError, "ood_scores must not be empty"),
         (np.array([0.1, np.nan]), GOOD, ValueError, r"id_scores must be finite.*index 1"),
         (GOOD, np.array([np.inf, 0.0]), ValueError, "ood_scores must be finite"),
-        (GOOD.astype(np.float32), GOOD, TypeError, "same dtype, got float32 and float64"),
-        (torch.tensor([0.1]), GOOD, TypeError, "same dtype, got float32 and float64"),
+        (GOOD.astype(np.int64), GOOD, TypeError, "same dtype, got int64 and float64"),
+        (torch.tensor([1]), GOOD, TypeError, "same dtype, got int64 and float64"),
         (GOOD.reshape(3, 1), GOOD, ValueError, r"id_scores must be 1-D, got shape \(3, 1\)"),
         (GOOD, np.array(0.5), ValueError, r"ood_scores must be 1-D, got shape \(\)"),
         (np.array([True, False]), GOOD, TypeError, "id_scores must be numeric, got dtype bool"),
@@ -608,9 +628,9 @@ METRIC_ERRORS = [
         id="metric-2d-scores",
     ),
     pytest.param(
-        lambda: metrics.auroc(np.ones(2, dtype=np.float32), np.ones(2)),
+        lambda: metrics.auroc(np.ones(2, dtype=np.int32), np.ones(2)),
         TypeError,
-        r"id_scores and ood_scores must have the same dtype, got float32 and float64",
+        r"id_scores and ood_scores must have the same dtype, got int32 and float64",
         id="metric-dtype-mismatch",
     ),
     pytest.param(
@@ -703,6 +723,8 @@ def test_metrics_work_with_one_id_and_one_ood_score():
         "tnr_at_tpr95": 1.0,
         "fpr_at_tpr95": 0.0,
         "detection_accuracy": 1.0,
+        "aupr_in_trapezoid": 1.0,
+        "aupr_out_trapezoid": 1.0,
     }
     tied = metrics.ood_metrics(torch.tensor([0.5]), torch.tensor([0.5]))
     assert tied["auroc"] == 0.5 and tied["detection_accuracy"] == 0.5

@@ -67,8 +67,8 @@ def test_higher_is_more_in_distribution():
 
 
 def test_get_unknown_and_bad_input():
-    with pytest.raises(ValueError, match="unknown score 'msp'; valid scores: mps, es, mds"):
-        scores.get("msp")
+    with pytest.raises(ValueError, match="unknown score 'odin'; valid scores: mps, es, mds"):
+        scores.get("odin")
     assert scores.get("MMLES") is scores.mmles
     with pytest.raises(ValueError, match="logits must be 2-D"):
         scores.mps(torch.randn(5))

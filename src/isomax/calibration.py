@@ -12,6 +12,7 @@
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Callable
 from typing import Any
 
@@ -99,6 +100,8 @@ def fit_temperature(
         objective: ``"nll"`` (mean negative log-likelihood) or ``"ece"`` (``n_bins``-bin ECE).
         bounds: ``(low, high)`` with ``0 < low < high``.
         n_bins: number of equal-width confidence bins for ``objective="ece"``.
+
+    Warns (RuntimeWarning) when the result lies at a bound of the range.
     """
     z = _check_matrix(logits, "logits")
     y = _check_labels(labels, z.shape[0], z.shape[1])
@@ -132,7 +135,15 @@ def fit_temperature(
     for u, fu in ((c, fc), (d, fd)):
         if fu < best_f:
             best_u, best_f = u, fu
-    return float(min(max(math.exp(best_u), lo), hi))
+    t = float(min(max(math.exp(best_u), lo), hi))
+    if min(best_u - u_lo, u_hi - best_u) <= 2 * _LOG_TOL:
+        warnings.warn(
+            f"fit_temperature stopped at a bound of its search range: T = {t:.6g} with bounds "
+            f"{(lo, hi)}; the {objective} optimum may lie outside, widen bounds",
+            RuntimeWarning,
+            stacklevel=2,
+        )
+    return t
 
 
 def calibrate_head(

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
@@ -43,6 +44,19 @@ def _inputs(batch: Any) -> Tensor:
     )
 
 
+@contextmanager
+def _eval_mode(model: nn.Module) -> Iterator[None]:
+    """Eval mode and no gradients; the train/eval flag of every submodule is restored."""
+    modes = [(m, m.training) for m in model.modules()]
+    model.eval()
+    try:
+        with torch.no_grad():
+            yield
+    finally:
+        for module, training in modes:
+            module.training = training
+
+
 def _labels(batch: Any) -> Tensor | None:
     if isinstance(batch, list | tuple) and len(batch) > 1 and isinstance(batch[1], Tensor):
         return batch[1]
@@ -52,14 +66,22 @@ def _labels(batch: Any) -> Tensor | None:
 class OODDetector:
     """Deployment object: classify inputs and flag the out-of-distribution ones.
 
+    The model stays where it is and in the train/eval mode it is in: every pass runs in eval
+    mode and restores the mode of each submodule afterwards.
+
     Args:
         model: a trained classifier returning logits.
         score: a name from :mod:`isomax.scores` (higher = more in-distribution), or a post-hoc
             detector of :mod:`isomax.posthoc` (``mahalanobis``, ``knn``, ``vim``, ``react``),
-            which :meth:`fit` fits on ``posthoc_fit_loader``.
-        temperature: T applied to the logits for the probabilities and the score.
+            which :meth:`fit` fits on ``posthoc_fit_loader``. Default: the score the authors
+            pair with the model's head (IsoMax ``es``, IsoMax+ ``mds``, DisMax ``mmles``,
+            linear ``mps``).
+        temperature: T applied to the logits for the probabilities and the score. There is one
+            temperature: for a head with a ``temperature`` buffer (the isomax heads) it is that
+            buffer, which already divides the logits; default: the head's value (1 otherwise).
         threshold: inputs whose score is below it are flagged OOD; set by :meth:`fit`.
-        device: where to run the model; default: where its parameters are.
+        device: where to run the model; default (and the model is not moved): where its
+            parameters are. A device given here moves the model there.
 
     Example::
 
@@ -72,14 +94,18 @@ class OODDetector:
     def __init__(
         self,
         model: nn.Module,
-        score: str = "mps",
-        temperature: float = 1.0,
+        score: str | None = None,
+        temperature: float | None = None,
         threshold: float | None = None,
         device: str | torch.device | None = None,
     ) -> None:
         if not isinstance(model, nn.Module):
             raise TypeError(f"model must be an nn.Module, got {type(model).__name__}")
         self.model = model
+        if score is None:
+            from .methods import recommended_score
+
+            score = recommended_score(model)
         self._posthoc: Any = None
         if isinstance(score, str) and score.lower() in _POSTHOC:
             from .posthoc import get_detector
@@ -89,7 +115,17 @@ class OODDetector:
         else:
             self._score_fn = _scores.get(score)
         self.score_name = score.lower()
-        self.temperature = check_positive(temperature, "temperature")
+        from .methods import find_head
+
+        head = find_head(model)
+        buffer = getattr(head, "temperature", None)
+        #: the head's temperature buffer, when it has one: then the only temperature
+        self._head_temperature: Tensor | None = (
+            buffer if isinstance(buffer, Tensor) and buffer.numel() == 1 else None
+        )
+        self._temperature = 1.0
+        if temperature is not None:
+            self.temperature = temperature
         self.threshold = None if threshold is None else float(threshold)
         self.tpr: float | None = None
         #: JSON-serialisable facts saved with the detector (e.g. the training configuration,
@@ -97,27 +133,51 @@ class OODDetector:
         self.metadata: dict[str, Any] = {}
         if device is None:
             first = next(model.parameters(), None)
-            device = first.device if first is not None else torch.device("cpu")
-        if not isinstance(device, torch.device):
-            from .engine.trainer import resolve_device
+            self.device = first.device if first is not None else torch.device("cpu")
+        else:
+            if not isinstance(device, torch.device):
+                from .engine.trainer import resolve_device
 
-            device = resolve_device(str(device))
-        self.device = device
-        self.model.to(self.device)
+                device = resolve_device(str(device))
+            self.device = device
+            self.model.to(self.device)
 
-    @torch.no_grad()
+    @property
+    def temperature(self) -> float:
+        """The temperature T (the head's buffer when it has one)."""
+        if self._head_temperature is not None:
+            return float(self._head_temperature)
+        return self._temperature
+
+    @temperature.setter
+    def temperature(self, value: float) -> None:
+        t = check_positive(value, "temperature")
+        if self._head_temperature is not None:
+            with torch.no_grad():
+                self._head_temperature.fill_(t)
+        else:
+            self._temperature = t
+
+    @property
+    def _divisor(self) -> float:
+        """What still divides the model's logits: 1 when the head applies T itself."""
+        return 1.0 if self._head_temperature is not None else self._temperature
+
     def logits(self, x: Tensor) -> Tensor:
-        """The model's logits for a batch (eval mode)."""
-        self.model.eval()
-        return self.model(x.to(self.device))
+        """The model's logits for a batch (run in eval mode; the model's modes are restored)."""
+        with _eval_mode(self.model):
+            return self.model(x.to(self.device))
 
     def _collect(self, loader: Iterable[Any]) -> tuple[Tensor, Tensor | None, Tensor | None]:
         logits, labels, posthoc = [], [], []
         for batch in loader:
             x = _inputs(batch)
-            logits.append(self.logits(x).float().cpu())
-            if self._posthoc is not None:
-                posthoc.append(self._posthoc.score(x.to(self.device)).cpu())
+            if self._posthoc is not None:  # one backbone pass for the score and the logits
+                values, z = self._posthoc.score_and_logits(x.to(self.device))
+                posthoc.append(values.cpu())
+            else:
+                z = self.logits(x)
+            logits.append(z.float().cpu())
             y = _labels(batch)
             if y is not None:
                 labels.append(y.cpu())
@@ -133,7 +193,7 @@ class OODDetector:
         if self._score_fn is None:
             assert posthoc is not None
             return posthoc
-        return self._score_fn(logits, temperature=self.temperature)
+        return self._score_fn(logits, temperature=self._divisor)
 
     def fit(
         self,
@@ -165,12 +225,16 @@ class OODDetector:
             else:
                 self._posthoc.fit(posthoc_fit_loader)
         logits, labels, posthoc = self._collect(id_val_loader)
+        logits = logits / self._divisor  # = raw logits / T, whichever holds T
         if calibrate is not None:
             if labels is None:
                 raise ValueError("calibrate needs labelled batches (inputs, labels)")
-            self.temperature = fit_temperature(logits, labels, objective=calibrate)
+            factor = fit_temperature(logits, labels, objective=calibrate)
+            self.temperature = self.temperature * factor
+            logits = logits / factor
             log.info("fitted temperature %.4g (%s)", self.temperature, calibrate)
-        values = self._values(logits, posthoc)
+        values = posthoc if self._score_fn is None else self._score_fn(logits)
+        assert values is not None
         self.threshold = threshold_for_tpr(values, tpr=tpr)
         self.tpr = float(tpr)
         log.info("threshold %.6g keeps %.1f%% of ID validation inputs", self.threshold, 100 * tpr)
@@ -213,9 +277,12 @@ class OODDetector:
             return Prediction(
                 *(torch.cat([getattr(p, f.name) for p in parts]) for f in fields(Prediction))
             )
-        logits = self.logits(x)
-        values = self.score(x) if self._posthoc is not None else self._values(logits, None)
-        probs = torch.softmax(logits.float() / self.temperature, dim=1)
+        if self._posthoc is not None:  # one backbone pass for the score and the logits
+            values, logits = self._posthoc.score_and_logits(x.to(self.device))
+        else:
+            logits = self.logits(x)
+            values = self._values(logits, None)
+        probs = torch.softmax(logits.float() / self._divisor, dim=1)
         # fail safe: an input whose score is NaN is flagged as out-of-distribution
         return Prediction(probs.argmax(dim=1), probs, values, ~(values >= self.threshold))
 

@@ -22,7 +22,13 @@ from torch import Tensor, nn
 
 from ._checks import check_float_matrix, check_labels, check_positive
 
-__all__ = ["FPRLoss", "FPRTargets", "FractionalProbabilityRegularization"]
+__all__ = [
+    "FPRLoss",
+    "FPRTargets",
+    "FractionalProbabilityRegularization",
+    "fractional_targets",
+    "mosaics",
+]
 
 ALPHAS = (1.0, 0.5, 0.25)
 
@@ -80,22 +86,34 @@ class FractionalProbabilityRegularization:
         labels = labels[perm]
         num_plain = n - n // 2
         probs = F.one_hot(labels, self.num_classes).to(torch.float32)
-        m = n - num_plain
-        if m == 0:
+        if n - num_plain == 0:
             return images, FPRTargets(probs, labels, num_plain)
-        half = images[num_plain:]
-        half_labels = labels[num_plain:]
-        h, w = images.shape[2] // 2, images.shape[3] // 2
-        mosaic = half.clone()
-        mosaic[:, :, :h, w:] = half.roll(1, 0)[:, :, :h, w:]
-        mosaic[:, :, h:, :w] = half.roll(2, 0)[:, :, h:, :w]
-        mosaic[:, :, h:, w:] = half.roll(3, 0)[:, :, h:, w:]
-        mixed = torch.zeros(m, self.num_classes, device=probs.device)
-        for k in range(4):
-            mixed += 0.25 * F.one_hot(half_labels.roll(k, 0), self.num_classes).to(mixed.dtype)
-        images = torch.cat([images[:num_plain], mosaic])
+        mixed = fractional_targets(labels[num_plain:], self.num_classes).to(probs.device)
+        images = torch.cat([images[:num_plain], mosaics(images[num_plain:])])
         probs = torch.cat([probs[:num_plain], mixed])
         return images, FPRTargets(probs, labels, num_plain)
+
+
+def mosaics(images: Tensor) -> Tensor:
+    """2x2 mosaics of a batch (N, C, H, W): image i keeps its top-left quadrant and takes the
+    top-right from image i - 1, the bottom-left from i - 2 and the bottom-right from i - 3
+    (indices modulo N, i.e. the batch rolled by 1, 2 and 3). Top and left take the floor half.
+    """
+    h, w = images.shape[2] // 2, images.shape[3] // 2
+    out = images.clone()
+    out[:, :, :h, w:] = images.roll(1, 0)[:, :, :h, w:]
+    out[:, :, h:, :w] = images.roll(2, 0)[:, :, h:, :w]
+    out[:, :, h:, w:] = images.roll(3, 0)[:, :, h:, w:]
+    return out
+
+
+def fractional_targets(labels: Tensor, num_classes: int) -> Tensor:
+    """Targets of :func:`mosaics`: 0.25 on the label of each source image, shape (N, C), float32
+    (mass adds up where labels repeat)."""
+    mixed = torch.zeros(labels.shape[0], num_classes, device=labels.device)
+    for k in range(4):
+        mixed += 0.25 * F.one_hot(labels.long().roll(k, 0), num_classes).to(mixed.dtype)
+    return mixed
 
 
 class FPRLoss(nn.Module):
@@ -119,7 +137,8 @@ class FPRLoss(nn.Module):
 
     def forward(self, logits: Tensor, targets: FPRTargets | Tensor) -> Tensor:
         check_float_matrix(logits, "logits")
-        log_q = F.log_softmax(self.entropic_scale * logits.float(), dim=1)
+        dtype = torch.float64 if logits.dtype == torch.float64 else torch.float32
+        log_q = F.log_softmax(self.entropic_scale * logits.to(dtype), dim=1)
         if isinstance(targets, Tensor):
             check_labels(targets, "targets", logits.shape[0], logits.shape[1], -100)
             return F.nll_loss(log_q, targets.long())
@@ -136,7 +155,7 @@ class FPRLoss(nn.Module):
         ce = F.nll_loss(log_q[:k], targets.labels[:k])
         if k == logits.shape[0]:
             return ce
-        kl = F.kl_div(log_q[k:], targets.probs[k:], reduction="batchmean")
+        kl = F.kl_div(log_q[k:], targets.probs[k:].to(dtype), reduction="batchmean")
         return 0.5 * (ce + self.alpha * kl)
 
     def extra_repr(self) -> str:

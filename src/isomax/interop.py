@@ -1,9 +1,12 @@
 """Bridges to other OOD toolkits: a pytorch-ood detector and OpenOOD's ``ood.csv``.
 
-* :class:`PytorchOODDetector` exposes an isomax model and score through pytorch-ood's
-  ``Detector`` API (``fit``, ``fit_features``, ``predict``, ``predict_features``, call = predict),
-  so it plugs into ``pytorch_ood.utils.OODMetrics`` and friends. pytorch-ood scores outliers
-  *higher*, isomax scores inliers higher: the adapter returns ``-score``.
+* :class:`PytorchOODDetector` exposes an isomax model and score through pytorch-ood's detector
+  API: ``predict(x)`` (inputs), ``predict_logits(logits)`` and ``fit_logits`` (pytorch-ood 0.4's
+  ``LogitsDetector``), ``predict_features(features)`` (penultimate features, through the
+  model's head, as pytorch-ood 0.4 means it), ``fit`` / ``fit_features``; call = predict. It
+  plugs into ``pytorch_ood.utils.OODMetrics`` and friends. pytorch-ood scores outliers
+  *higher*, isomax scores inliers higher: the adapter returns ``-score``. pytorch-ood is
+  imported only when the adapter is first used (``import isomax`` never imports it).
 * :func:`to_openood_csv` writes an :class:`~isomax.engine.evaluation.Evaluation` in the layout of
   OpenOOD v1.5's ``ood.csv`` (Yang et al., "OpenOOD v1.5", 2023).
 """
@@ -11,11 +14,13 @@
 from __future__ import annotations
 
 import csv
+import importlib
 import io
 import os
+import types
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from torch import Tensor, nn
 
@@ -25,39 +30,52 @@ from .io import atomic_write_bytes
 
 __all__ = ["OPENOOD_COLUMNS", "PytorchOODDetector", "to_openood_csv"]
 
-try:  # pytorch-ood is optional: subclass its Detector when it is installed.
-    from pytorch_ood.api import Detector as _DetectorBase
-    from pytorch_ood.api import ModelNotSetException as _ModelNotSet
-except ImportError:
-    _DetectorBase = object
-    _ModelNotSet = ValueError
+
+def _broken(err: Exception) -> ImportError:
+    return ImportError(
+        f"pytorch-ood is installed but importing it failed ({type(err).__name__}: {err}); "
+        "repair it (e.g. a torchvision matching torch) or uninstall it to use isomax's "
+        "PytorchOODDetector without it"
+    )
 
 
-class PytorchOODDetector(_DetectorBase):  # type: ignore[misc, valid-type]
-    """An isomax model and score behind pytorch-ood's ``Detector`` API.
+def _pytorch_ood_bases() -> tuple[type, type[Exception]]:
+    """pytorch-ood's detector base class (``LogitsDetector`` from 0.4, ``Detector`` before) and
+    its ``ModelNotSetException``; ``(object, ValueError)`` when pytorch-ood is not installed.
 
-    ``predict(x) = -score(model(x) / temperature)``: outliers score higher, as pytorch-ood
-    expects. Nothing needs fitting; ``fit`` and ``fit_features`` return the detector unchanged.
-    The model's mode and the grad mode are the caller's (wrap evaluation in ``torch.no_grad()``
-    and call ``model.eval()``, as with pytorch-ood's own detectors). A subclass of
-    ``pytorch_ood.api.Detector`` when pytorch-ood is installed.
-
-    Args:
-        model: a module returning logits; may be None when only ``predict_features`` is used.
-        score: a name from :mod:`isomax.scores` (``mds``, ``es``, ``mmles``...) or a function
-            ``(logits, temperature) -> Tensor[N]`` with higher = more in-distribution.
-        temperature: divides the logits before scoring.
+    Raises:
+        ImportError: pytorch-ood is installed but importing it fails (whatever the error, e.g. a
+            torchvision build that does not match torch); the original error is chained.
     """
+    try:
+        api = importlib.import_module("pytorch_ood.api")
+    except ModuleNotFoundError as err:
+        if err.name == "pytorch_ood":
+            return object, ValueError  # not installed
+        raise _broken(err) from err
+    except Exception as err:  # a broken install raises anything, not only ImportError
+        raise _broken(err) from err
+    base = getattr(api, "LogitsDetector", None) or api.Detector
+    return base, getattr(api, "ModelNotSetException", ValueError)
+
+
+class _Adapter:
+    """The adapter's methods; :func:`_adapter_class` puts pytorch-ood's base class under them."""
+
+    _model_not_set: type[Exception] = ValueError
 
     def __init__(
         self,
         model: nn.Module | None,
         score: str | Callable[..., Tensor] = "mds",
         temperature: float = 1.0,
+        head: nn.Module | None = None,
     ) -> None:
         super().__init__()
         if model is not None and not isinstance(model, nn.Module):
             raise TypeError(f"model must be an nn.Module or None, got {type(model).__name__}")
+        if head is not None and not isinstance(head, nn.Module):
+            raise TypeError(f"head must be an nn.Module or None, got {type(head).__name__}")
         if isinstance(score, str):
             self.score_fn: Callable[..., Tensor] = _scores.get(score)
             self.score_name = score.lower()
@@ -67,25 +85,46 @@ class PytorchOODDetector(_DetectorBase):  # type: ignore[misc, valid-type]
         else:
             raise TypeError(f"score must be a score name or a callable, got {score!r}")
         self.model = model
+        self.head = head
         self.temperature = check_positive(temperature, "temperature")
 
-    def fit(self, data_loader: Any = None, device: Any = None) -> PytorchOODDetector:
+    def fit(self, data_loader: Any = None, device: Any = None) -> Any:
         """Nothing to fit (the model's own score needs no calibration); returns ``self``."""
         return self
 
-    def fit_features(self, x: Any = None, y: Any = None) -> PytorchOODDetector:
+    def fit_features(self, x: Any = None, y: Any = None) -> Any:
+        """Nothing to fit; returns ``self``."""
+        return self
+
+    def fit_logits(self, logits: Any = None, y: Any = None) -> Any:
         """Nothing to fit; returns ``self``."""
         return self
 
     def predict(self, x: Tensor) -> Tensor:
         """Outlier scores ``-score(model(x))``, shape (N,); higher = more likely OOD."""
         if self.model is None:
-            raise _ModelNotSet("model: predict() needs a model; use predict_features(logits)")
-        return self.predict_features(self.model(x))
+            raise self._model_not_set(
+                "model: predict() needs a model; use predict_logits(logits) without one"
+            )
+        return self.predict_logits(self.model(x))
 
-    def predict_features(self, logits: Tensor) -> Tensor:
+    def predict_logits(self, logits: Tensor) -> Tensor:
         """Outlier scores from logits ``(N, C)``: ``-score(logits, temperature)``."""
         return -self.score_fn(logits, temperature=self.temperature)
+
+    def predict_features(self, x: Tensor) -> Tensor:
+        """Outlier scores from penultimate features ``(N, D)``, through the head.
+
+        The head is the ``head`` argument, else the model's ``head`` attribute (isomax models).
+        """
+        head = self.head if self.head is not None else getattr(self.model, "head", None)
+        if not isinstance(head, nn.Module):
+            raise self._model_not_set(
+                "predict_features() takes penultimate features (N, D) and needs the head that "
+                "maps them to logits: pass head=..., or a model with a .head (isomax models); "
+                "for logits use predict_logits()"
+            )
+        return self.predict_logits(head(x))
 
     def __call__(self, x: Tensor) -> Tensor:
         """Same as :meth:`predict`."""
@@ -99,15 +138,61 @@ class PytorchOODDetector(_DetectorBase):  # type: ignore[misc, valid-type]
         )
 
 
+_ADAPTER_DOC = """An isomax model and score behind pytorch-ood's detector API.
+
+    ``predict(x) = -score(model(x) / temperature)``: outliers score higher, as pytorch-ood
+    expects. ``predict_logits(logits)`` scores logits, ``predict_features(features)`` scores
+    penultimate features through the head (pytorch-ood 0.4's meaning). Nothing needs fitting:
+    ``fit``, ``fit_logits`` and ``fit_features`` return the detector unchanged. The model's mode
+    and the grad mode are the caller's (wrap evaluation in ``torch.no_grad()`` and call
+    ``model.eval()``, as with pytorch-ood's own detectors). A ``pytorch_ood.api.LogitsDetector``
+    (``Detector`` before pytorch-ood 0.4) when pytorch-ood is installed; it is imported the first
+    time this class is looked up, never by ``import isomax``.
+
+    Args:
+        model: a module returning logits; may be None when only ``predict_logits`` or
+            ``predict_features`` (with ``head``) is used.
+        score: a name from :mod:`isomax.scores` (``mds``, ``es``, ``mmles``...) or a function
+            ``(logits, temperature) -> Tensor[N]`` with higher = more in-distribution.
+        temperature: divides the logits before scoring.
+        head: the module mapping penultimate features to logits, for ``predict_features``;
+            default the model's ``head`` attribute.
+
+    Raises:
+        ImportError: (at the first lookup) pytorch-ood is installed but fails to import.
+    """
+
+
+def _adapter_class() -> type:
+    base, model_not_set = _pytorch_ood_bases()
+    bases = (_Adapter,) if base is object else (_Adapter, base)
+    namespace = {"__doc__": _ADAPTER_DOC, "__module__": __name__, "_model_not_set": model_not_set}
+    return types.new_class("PytorchOODDetector", bases, exec_body=lambda ns: ns.update(namespace))
+
+
+if TYPE_CHECKING:  # at run time the class is built on first use, by __getattr__ below
+    PytorchOODDetector = _Adapter
+
+
+def __getattr__(name: str) -> Any:
+    # PEP 562: the adapter class (and so pytorch-ood) is built on first use only.
+    if name == "PytorchOODDetector":
+        cls = _adapter_class()
+        globals()[name] = cls
+        return cls
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
 #: Columns of OpenOOD v1.5's ``ood.csv``.
 OPENOOD_COLUMNS = ("dataset", "FPR@95", "AUROC", "AUPR_IN", "AUPR_OUT", "ACC")
 
-# OpenOOD column -> key of isomax.metrics.ood_metrics (FPR@95 is OOD-positive in both).
+# OpenOOD column -> key of isomax.metrics.ood_metrics (FPR@95 is OOD-positive in both; OpenOOD's
+# AUPRs are trapezoidal areas under the precision-recall curve, not average precision).
 _KEYS = {
     "FPR@95": "fpr_at_tpr95",
     "AUROC": "auroc",
-    "AUPR_IN": "aupr_in",
-    "AUPR_OUT": "aupr_out",
+    "AUPR_IN": "aupr_in_trapezoid",
+    "AUPR_OUT": "aupr_out_trapezoid",
 }
 
 
@@ -152,7 +237,9 @@ def to_openood_csv(
     ``nearood`` row with their mean, then one row per far-OOD set and a ``farood`` row (a group
     with no set has no mean row). Values are percentages with 2 decimals (means are taken before
     rounding); ACC is the ID accuracy on every row. FPR@95 is OpenOOD's OOD-positive rate
-    (``fpr_at_tpr95``); AUROC, AUPR_IN and AUPR_OUT are taken as they are. Lines end with
+    (``fpr_at_tpr95``); AUPR_IN and AUPR_OUT are OpenOOD's trapezoidal areas under the
+    precision-recall curve (``aupr_in_trapezoid`` / ``aupr_out_trapezoid``, not the average
+    precision ``aupr_in`` / ``aupr_out`` of isomax's own reports). Lines end with
     ``\\r\\n``, as Python's ``csv`` module (and so OpenOOD) writes them. Written atomically.
 
     Args:
@@ -206,7 +293,8 @@ def to_openood_csv(
         if missing:
             raise ValueError(
                 f"the evaluation of {name!r} / {score!r} lacks {', '.join(missing)} "
-                "(OpenOOD's FPR@95 needs an evaluation run with tpr=0.95)"
+                "(OpenOOD's FPR@95 needs an evaluation run with tpr=0.95; the trapezoidal "
+                "AUPRs are in evaluations made by isomax.metrics.ood_metrics since 0.1.0)"
             )
         return [float(metrics[k]) for k in _KEYS.values()]
 

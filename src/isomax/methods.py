@@ -7,10 +7,10 @@ from dataclasses import dataclass
 from torch import nn
 
 from .fpr import FPRLoss
-from .heads import build_head
+from .heads import DisMaxHead, IsoMaxHead, IsoMaxPlusHead, build_head
 from .losses import IsoMaxLoss
 
-__all__ = ["METHODS", "Method", "get_method"]
+__all__ = ["METHODS", "Method", "find_head", "get_method", "recommended_score"]
 
 
 @dataclass(frozen=True)
@@ -51,3 +51,29 @@ def get_method(name: str) -> Method:
     if key not in METHODS:
         raise ValueError(f"unknown loss {name!r}; valid losses: {', '.join(METHODS)}")
     return METHODS[key]
+
+
+def find_head(model: nn.Module) -> nn.Module | None:
+    """The module that produces the logits: ``model.head`` (isomax models), the model itself
+    when it is a head, else its last distance head or ``nn.Linear``; None if there is none."""
+    head = getattr(model, "head", None)
+    if isinstance(head, nn.Module):
+        return head
+    found = None
+    for module in model.modules():
+        if isinstance(module, IsoMaxHead | IsoMaxPlusHead | nn.Linear):
+            found = module
+    return found
+
+
+def recommended_score(model: nn.Module) -> str:
+    """The score the authors pair with the model's head: DisMax -> ``mmles``, IsoMax+ ->
+    ``mds``, IsoMax -> ``es``, anything else (a linear head) -> ``mps``."""
+    head = find_head(model)
+    if isinstance(head, DisMaxHead):  # a subclass of IsoMaxPlusHead: test it first
+        return METHODS["dismax"].score
+    if isinstance(head, IsoMaxPlusHead):
+        return METHODS["isomaxplus"].score
+    if isinstance(head, IsoMaxHead):
+        return METHODS["isomax"].score
+    return METHODS["softmax"].score

@@ -3,8 +3,9 @@
 Conventions (see SPEC section 4):
 
 * Scores are "higher = more in-distribution". Every OOD metric takes 1-D ``id_scores`` and
-  ``ood_scores`` (``torch.Tensor`` on any device, or ``numpy.ndarray``) of the *same* dtype and
-  returns a Python ``float`` that is a fraction in [0, 1].
+  ``ood_scores`` (``torch.Tensor`` on any device, or ``numpy.ndarray``) of the same dtype, or of
+  two floating dtypes (the narrower is widened exactly), and returns a Python ``float`` that is
+  a fraction in [0, 1].
 * ID-positive metrics (the IsoMax papers, ODIN, Mahalanobis): AUROC, AUPR-In, TNR@TPR, DTACC.
 * OOD-positive metrics (OpenOOD v1.5, pytorch-ood): AUPR-Out (negated scores) and FPR@TPR.
   ``tnr_at_tpr`` and ``fpr_at_tpr`` are *different numbers*; 1 - ``tnr_at_tpr`` is the
@@ -118,9 +119,14 @@ def _check_pair(id_scores: Any, ood_scores: Any) -> tuple[np.ndarray, np.ndarray
     ids, id_dtype = _check_scores(id_scores, "id_scores")
     ood, ood_dtype = _check_scores(ood_scores, "ood_scores")
     if id_dtype != ood_dtype:
+        if ids.dtype.kind == "f" and ood.dtype.kind == "f":
+            # float32 and float64 (or float16, bfloat16): widening is exact, ties survive
+            common = np.result_type(ids.dtype, ood.dtype)
+            return ids.astype(common, copy=False), ood.astype(common, copy=False)
         raise TypeError(
             f"id_scores and ood_scores must have the same dtype, got {id_dtype} and {ood_dtype}; "
-            "cast both to one dtype first (rounding to a different precision changes ties)"
+            "cast both to one dtype first (rounding to a different precision changes ties); "
+            "floating dtypes may be mixed"
         )
     return ids, ood
 
@@ -317,6 +323,9 @@ def _ood_stats(ids: np.ndarray, ood: np.ndarray, tpr: float) -> dict[str, float]
     * AUROC = sum_g a_g (B_{g-1} + b_g / 2) / (n_id n_ood)            (exact, integer numerator)
     * AUPR-In = sum_g a_g / n_id * TP / (TP + FP)                      (sklearn's step-wise AP)
     * AUPR-Out = sum_g b_g / n_ood * B_g / (A_g + B_g)
+    * the trapezoidal areas (OpenOOD, pytorch-ood): the same sums with the mean of the precision
+      at g and at the neighbouring threshold (the next one for AUPR-In, the previous one for
+      AUPR-Out; precision 1 past the end, the curve's (recall 0, precision 1) point)
     * DTACC = 1/2 + 1/2 max_g (B_g / n_ood - A_g / n_id)               (g = 0 and m give 1/2)
     * TNR@TPR: largest g with n_id - A_g >= k (k = ceil(tpr n_id)): B_g / n_ood
     * FPR@TPR (OOD positive): smallest g with B_g >= k (k = ceil(tpr n_ood)): A_g / n_id
@@ -329,7 +338,7 @@ def _ood_stats(ids: np.ndarray, ood: np.ndarray, tpr: float) -> dict[str, float]
     id_before = 0  # ID count before the current chunk
     prev_a = prev_b = 0  # A, B at the last group end seen
     auc2 = 0  # 2 * Mann-Whitney U, exact Python int
-    ap_in = ap_out = 0.0
+    ap_in = ap_out = trap_in = trap_out = 0.0
     best_gap = 0  # max_g B_g n_id - A_g n_ood, g = 0 gives 0
     tnr_b = 0
     fpr_a = -1
@@ -358,9 +367,17 @@ def _ood_stats(ids: np.ndarray, ood: np.ndarray, tpr: float) -> dict[str, float]
             # np.dot: BLAS threading costs more than it saves on vectors of this size.)
             auc2 += round(2.0 * _dot(a, b_prev)) + round(_dot(a, b))
             tp_in = n_id - a_prev
-            tp_in /= n - p_prev
+            tp_in /= n - p_prev  # precision (ID positive) at v_g
             ap_in += _dot(a, tp_in)
-            ap_out += _dot(b, b_cum / p_cum)
+            precision_out = b_cum / p_cum  # precision (OOD positive) at v_g
+            ap_out += _dot(b, precision_out)
+            # Trapezoids: precision at the next group (ID) / the previous one (OOD), 1 past
+            # either end, as the (recall 0, precision 1) point of precision_recall_curve.
+            rest = n - p_cum
+            next_in = np.divide(n_id - a_cum, rest, out=np.ones(k), where=rest > 0)
+            prev_out = np.divide(b_prev, p_prev, out=np.ones(k), where=p_prev > 0)
+            trap_in += _dot(a, tp_in + next_in) / 2
+            trap_out += _dot(b, precision_out + prev_out) / 2
             gap = b_cum * n_id
             gap -= a_cum * n_ood
             best_gap = max(best_gap, round(float(gap.max())))
@@ -383,6 +400,8 @@ def _ood_stats(ids: np.ndarray, ood: np.ndarray, tpr: float) -> dict[str, float]
         f"tnr_at_tpr{tag}": tnr_b / n_ood,
         f"fpr_at_tpr{tag}": fpr_a / n_id,
         "detection_accuracy": (pairs + best_gap) / (2 * pairs),
+        "aupr_in_trapezoid": min(trap_in / n_id, 1.0),
+        "aupr_out_trapezoid": min(trap_out / n_ood, 1.0),
     }
 
 
@@ -396,13 +415,18 @@ def ood_metrics(id_scores: ArrayLike, ood_scores: ArrayLike, tpr: float = 0.95) 
 
     Returns:
         ``{"auroc", "aupr_in", "aupr_out", "tnr_at_tpr{P}", "fpr_at_tpr{P}",
-        "detection_accuracy"}`` with ``P = 100 * tpr`` (``0.95 -> "95"``, ``0.999 -> "99.9"``),
-        each a float in [0, 1]. ``tnr_at_tpr{P}`` is ID-positive (the IsoMax papers),
-        ``fpr_at_tpr{P}`` is OOD-positive (OpenOOD); see the module docstring.
+        "detection_accuracy", "aupr_in_trapezoid", "aupr_out_trapezoid"}`` with
+        ``P = 100 * tpr`` (``0.95 -> "95"``, ``0.999 -> "99.9"``), each a float in [0, 1].
+        ``tnr_at_tpr{P}`` is ID-positive (the IsoMax papers), ``fpr_at_tpr{P}`` is OOD-positive
+        (OpenOOD); see the module docstring. ``aupr_in`` / ``aupr_out`` are average precision
+        (scikit-learn's ``average_precision_score``, isomax's reports); the ``_trapezoid`` pair
+        is the trapezoidal area under the precision-recall curve that OpenOOD v1.5 and
+        pytorch-ood report as AUPR_IN / AUPR_OUT (``sklearn.metrics.auc(recall, precision)``),
+        which differs from average precision, by points where scores tie.
 
     Cost: one O(n log n) sort (a SIMD sort of packed 64-bit keys when the values fit 32 bits,
-    e.g. float32, or float64 holding float32 values; an argsort otherwise) and vectorised counts over distinct thresholds in chunks, so memory
-    beyond the sort buffer stays bounded. Tied scores are one threshold, as in scikit-learn.
+    e.g. float32, or float64 holding float32 values; an argsort otherwise) and vectorised counts
+    over distinct thresholds in chunks, so memory beyond the sort buffer stays bounded. Tied scores are one threshold, as in scikit-learn.
     GPU tensors are copied to the CPU.
     """
     ids, ood = _check_pair(id_scores, ood_scores)

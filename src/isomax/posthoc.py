@@ -259,6 +259,19 @@ class PosthocDetector:
             out = self._score(f)
         return out.to(x.device)
 
+    def score_and_logits(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        """Scores and the logits ``head(features(x))`` of a batch from one backbone pass."""
+        if not isinstance(x, Tensor):
+            raise TypeError(f"x must be a torch.Tensor, got {type(x).__name__}")
+        if not self.is_fitted:
+            raise RuntimeError(
+                f"{type(self).__name__} is not fitted: call fit(id_loader) before score(x)"
+            )
+        with _inference(self.model):
+            f = self._features(x.to(_model_device(self.model)))
+            out, logits = self._score(f), self._logits(f)
+        return out.to(x.device), logits
+
     def score_loader(self, loader: Iterable[Any]) -> Tensor:
         """Scores of every input of ``loader`` (``x`` or ``(x, y, ...)`` batches), on the CPU."""
         parts = [self.score(_split_batch(batch)[0]).cpu() for batch in loader]
@@ -587,9 +600,10 @@ class ViMDetector(PosthocDetector):
     zero bias, hence u = 0, and the residual is taken of the raw features (not of the
     normalised ones the IsoMax+/DisMax heads use internally). Their logits are negative
     distances, so the paper's alpha = mean max logit / mean residual would be negative and would
-    reward the residual; the magnitude |mean max logit| (the mean scaled minimum distance) keeps
-    alpha > 0 and equals the paper's formula whenever the mean max logit is positive, as for a
-    trained linear head. Any other head raises TypeError at fit.
+    reward the residual; by default the magnitude |mean max logit| (the mean scaled minimum
+    distance) keeps alpha > 0. It equals the paper's signed formula whenever the mean max logit
+    is positive, as for a trained linear head; ``signed_alpha=True`` uses the paper's signed
+    form in every case. Any other head raises TypeError at fit.
 
     The fit features are kept on the CPU (N_fit x D) for the second pass that computes alpha.
 
@@ -597,16 +611,23 @@ class ViMDetector(PosthocDetector):
         model: the classifier.
         dim: dimension of the principal subspace, 1 <= dim < D; default (the rule of the
             authors' code): 1000 if D >= 2048, 512 if D >= 768, else D // 2.
+        signed_alpha: the paper's alpha = mean max logit / mean residual, sign included (negative
+            for distance heads); default False: its absolute value.
     """
 
     name = "vim"
     state_names = ("origin", "residual_basis", "alpha", "principal_dim")
 
-    def __init__(self, model: nn.Module, dim: int | None = None) -> None:
+    def __init__(
+        self, model: nn.Module, dim: int | None = None, signed_alpha: bool = False
+    ) -> None:
         super().__init__(model)
         if dim is not None and (isinstance(dim, bool) or not isinstance(dim, int) or dim < 1):
             raise ValueError(f"dim must be None or a positive integer, got {dim!r}")
+        if not isinstance(signed_alpha, bool):
+            raise TypeError(f"signed_alpha must be True or False, got {signed_alpha!r}")
         self.dim = dim
+        self.signed_alpha = signed_alpha
         self.origin: Tensor | None = None  #: u = -pinv(W) b, (D,) float64
         self.residual_basis: Tensor | None = None  #: (D, D - dim) float64
         self.alpha: float | None = None
@@ -622,7 +643,7 @@ class ViMDetector(PosthocDetector):
         return num_features // 2
 
     def _extra_repr(self) -> str:
-        return f"dim={self.dim}"
+        return f"dim={self.dim}" + (", signed_alpha=True" if self.signed_alpha else "")
 
     def _start(self) -> None:
         w, b = _head_weights(self.model.head)
@@ -673,7 +694,8 @@ class ViMDetector(PosthocDetector):
                 f"{dim} dimensions, so dim={dim} leaves nothing outside the principal subspace; "
                 "use a smaller dim or more fit data"
             )
-        self.alpha = abs(self._max_logit_sum / n) / mean_residual
+        mean_max_logit = self._max_logit_sum / n
+        self.alpha = (mean_max_logit if self.signed_alpha else abs(mean_max_logit)) / mean_residual
         self.origin = u
         self.residual_basis = basis
         self.principal_dim = dim

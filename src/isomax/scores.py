@@ -108,8 +108,15 @@ def names() -> list[str]:
     return list(_SCORES)
 
 
+#: Other names of the same scores: ``msp`` is the literature's name of the maximum softmax
+#: probability (Hendrycks & Gimpel), isomax's ``mps``.
+ALIASES = {"msp": "mps"}
+
+
 def get(name: str) -> Score:
-    """Return the score function called ``name`` (case-insensitive)."""
-    if not isinstance(name, str) or name.lower() not in _SCORES:
-        raise ValueError(f"unknown score {name!r}; valid scores: {', '.join(_SCORES)}")
-    return _SCORES[name.lower()]
+    """Return the score function called ``name`` (case-insensitive; ``msp`` = ``mps``)."""
+    key = name.lower() if isinstance(name, str) else None
+    key = ALIASES.get(key, key) if key is not None else None
+    if key is None or key not in _SCORES:
+        raise ValueError(f"unknown score {name!r}; valid scores: {', '.join(_SCORES)} (msp = mps)")
+    return _SCORES[key]
