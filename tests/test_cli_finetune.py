@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 
 import pytest
+import torch
 
 from isomax.cli import main
 from isomax.engine import load_model
@@ -103,3 +104,41 @@ def test_evaluate_writes_openood_csv(softmax_ckpt, tmp_path):
     assert [r[0] for r in rows[1:]] == ["gaussian", "nearood", "uniform", "digits-0to4", "farood"]
     far = [float(rows[3][2]), float(rows[4][2])]
     assert float(rows[5][2]) == pytest.approx(sum(far) / 2, abs=0.011)
+
+
+def test_finetune_from_a_distance_head_checkpoint(tmp_path, capsys):
+    """An isomax checkpoint with a distance head: another loss starts from class means (the
+    old weights are no linear classifier); the same loss keeps its head."""
+    from isomax.engine import TrainConfig, train
+    from isomax.heads import IsoMaxHead
+
+    common = {"dataset": "digits", "model": "digits_mlp", "epochs": 1, "device": "cpu"}
+    src = train(TrainConfig(**common, loss="isomaxplus", output_dir=str(tmp_path / "src")))
+    with pytest.raises(ValueError, match="head_init='weights' needs a linear classifier"):
+        train(
+            TrainConfig(
+                **common,
+                loss="isomax",
+                pretrained=str(src.checkpoint),
+                head_init="weights",
+                output_dir=str(tmp_path / "a"),
+            )
+        )
+    moved = train(
+        TrainConfig(
+            **common, loss="isomax", pretrained=str(src.checkpoint), output_dir=str(tmp_path / "b")
+        )
+    )
+    assert isinstance(moved.model.head, IsoMaxHead)
+    kept = train(
+        TrainConfig(
+            **common,
+            loss="isomaxplus",
+            pretrained=str(src.checkpoint),
+            output_dir=str(tmp_path / "c"),
+            lr=1e-12,
+        )
+    )
+    torch.testing.assert_close(
+        kept.model.head.prototypes, src.model.head.prototypes, rtol=1e-6, atol=1e-6
+    )

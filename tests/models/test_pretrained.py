@@ -105,6 +105,7 @@ class _Evil:
         return (print, ("pwned",))
 
 
+@pytest.mark.filterwarnings("ignore:Detected pickle protocol:UserWarning")
 def test_a_pickle_with_code_is_refused_without_running_it(
     tmp_path: Path, capsys, make_he_state_dict
 ) -> None:
