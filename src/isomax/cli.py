@@ -162,7 +162,15 @@ def cmd_train(args: argparse.Namespace) -> int:
         overrides["output_dir"] = str(_ensure_writable(Path(args.output_dir)))
     overrides["progress"] = not args.quiet and sys.stderr.isatty()
     cfg = load_config(args.config, overrides=overrides)
-    result = train(cfg, resume=args.resume)
+    if args.resume and args.overwrite:
+        raise ValueError("--resume and --overwrite exclude each other: choose one")
+    ckpt = Path(cfg.output_dir) / "checkpoint.safetensors"
+    if args.resume and not ckpt.exists():
+        raise FileNotFoundError(
+            f"--resume: there is no checkpoint to continue from at {ckpt}; leave out --resume "
+            "to start a new run (with --overwrite if the folder holds logs of an earlier one)"
+        )
+    result = train(cfg, resume=args.resume, overwrite=args.overwrite)
     if os.environ.get("RANK", "0") != "0":
         return 0  # under torchrun, rank 0 reports
     if result.history:
@@ -616,6 +624,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int)
     p.add_argument("--output-dir", help="where the checkpoint and logs go (default: runs/train)")
     p.add_argument("--resume", action="store_true", help="continue from the checkpoint there")
+    p.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="replace a run already in --output-dir (its checkpoint, logs, detector and "
+        "evaluation are removed); without it such a folder is refused",
+    )
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_train)
 
@@ -704,9 +718,18 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _resume_hint(argv: Sequence[str]) -> str:
+    """What to run to continue an interrupted ``train`` (same options, --resume)."""
+    import shlex
+
+    kept = [a for a in argv if a not in ("--overwrite", "--resume")]
+    return "continue it with: isomax " + " ".join(map(shlex.quote, [*kept, "--resume"]))
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``isomax`` command; returns the exit status."""
     parser = build_parser()
+    argv = list(sys.argv[1:] if argv is None else argv)
     args = parser.parse_args(argv)
     logging.basicConfig(
         level=logging.INFO if args.verbose else logging.WARNING,
@@ -722,5 +745,19 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"isomax {args.command}: error: {message}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print(f"isomax {args.command}: interrupted", file=sys.stderr)
+        hint = ""
+        if args.command == "train":
+            from .engine import load_config
+
+            try:
+                out = Path(load_config(args.config, overrides=_overrides(args)).output_dir)
+                if args.output_dir:
+                    out = Path(args.output_dir)
+            except Exception:  # the hint is a courtesy: never hide the interruption
+                out = Path(args.output_dir or "runs/train")
+            if (out / "checkpoint.safetensors").exists():
+                hint = f"; the last checkpoint is kept, {_resume_hint(argv)}"
+            else:
+                hint = "; no checkpoint was written yet (start again with --overwrite)"
+        print(f"isomax {args.command}: interrupted{hint}", file=sys.stderr)
         return 130

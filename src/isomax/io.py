@@ -19,7 +19,14 @@ from typing import Any
 import torch
 from torch import Tensor
 
-__all__ = ["FORMAT_VERSION", "UnsafeFileError", "atomic_write_bytes", "load_file", "save_file"]
+__all__ = [
+    "FORMAT_VERSION",
+    "UnsafeFileError",
+    "atomic_write_bytes",
+    "load_file",
+    "remove_stale_temporaries",
+    "save_file",
+]
 
 FORMAT_VERSION = 1
 _META_KEY = "isomax"
@@ -49,13 +56,15 @@ def json_safe(x: Any) -> Any:
 def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> Path:
     """Write ``data`` to ``path`` through a temporary file in the same folder, then rename.
 
-    A crash leaves either the old file or the new one, never a half-written file.
+    A crash leaves either the old file or the new one, never a half-written file. The temporary
+    file is named ``.<name>.<pid>.<random>.tmp`` so that :func:`remove_stale_temporaries` can tell
+    whether its writer is still alive.
     """
     path = Path(path)
     folder = path.parent if str(path.parent) else Path(".")
     if not folder.is_dir():
         raise FileNotFoundError(f"cannot write {path}: folder {folder} does not exist")
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=folder)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.{os.getpid()}.", suffix=".tmp", dir=folder)
     try:
         os.fchmod(fd, 0o666 & ~_umask())  # mkstemp makes 0600; give the usual permissions
         with os.fdopen(fd, "wb") as fh:
@@ -71,6 +80,48 @@ def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> Path:
         raise
 
     return path
+
+
+def _pid_alive(pid: int) -> bool:
+    if pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # alive, owned by another user
+        return True
+    except OSError:
+        return False
+    return True
+
+
+def remove_stale_temporaries(
+    folder: str | os.PathLike[str], name: str, unknown_after_s: float = 600.0
+) -> list[Path]:
+    """Remove the temporary files of :func:`atomic_write_bytes` for ``name`` whose writer is gone.
+
+    A file whose writer process is still alive (on this machine) is left alone. A file without
+    a writer id (written by an older isomax) is removed only when untouched for
+    ``unknown_after_s`` seconds. Returns the removed paths.
+    """
+    import time
+
+    removed = []
+    prefix = f".{name}."
+    for tmp in Path(folder).glob(f".{name}.*.tmp"):
+        fields = tmp.name[len(prefix) :].split(".")
+        try:
+            if len(fields) >= 3 and fields[0].isdigit():
+                if _pid_alive(int(fields[0])):
+                    continue
+            elif time.time() - tmp.stat().st_mtime < unknown_after_s:
+                continue
+            tmp.unlink()
+        except FileNotFoundError:
+            continue
+        removed.append(tmp)
+    return removed
 
 
 def save_file(

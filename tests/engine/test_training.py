@@ -92,8 +92,9 @@ def test_resume_after_sigkill_gives_identical_weights(tmp_path):
     run = tmp_path / "killed"
     ckpt = run / "checkpoint.safetensors"
     for delay in (0.0, 0.3, 0.7):
+        resume = ["--resume"] if ckpt.exists() else []  # --resume needs a checkpoint
         proc = subprocess.Popen(
-            [sys.executable, "-m", "isomax", "train", *args, "--output-dir", str(run), "--resume"],
+            [sys.executable, "-m", "isomax", "train", *args, "--output-dir", str(run), *resume],
             env=ENV,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
@@ -209,7 +210,7 @@ def test_a_checkpoint_write_cut_by_a_crash_is_ignored_and_cleaned(tmp_path):
     """SIGKILL during a write leaves a partial temporary file; the checkpoint itself is whole."""
     train(_cfg(tmp_path, "w", epochs=3), max_epochs_this_run=1)
     ckpt = tmp_path / "w" / "checkpoint.safetensors"
-    partial = tmp_path / "w" / ".checkpoint.safetensors.abc123.tmp"
+    partial = tmp_path / "w" / ".checkpoint.safetensors.999999999.abc123.tmp"
     partial.write_bytes(ckpt.read_bytes()[: ckpt.stat().st_size // 2])  # a cut write
     resumed = train(_cfg(tmp_path, "w", epochs=3), resume=True)
     straight = train(_cfg(tmp_path, "s", epochs=3))

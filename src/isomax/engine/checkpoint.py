@@ -7,7 +7,10 @@ that :func:`isomax.engine.train` with ``resume=True`` continues exactly where it
 
 from __future__ import annotations
 
+import contextlib
 import os
+import socket
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -16,9 +19,48 @@ from torch import Tensor, nn
 
 from ..io import load_file, save_file
 
-__all__ = ["load_checkpoint", "save_checkpoint"]
+__all__ = ["RunFolderLockedError", "load_checkpoint", "lock_run_folder", "save_checkpoint"]
 
 KIND = "checkpoint"
+LOCK_NAME = ".isomax-train.lock"
+
+
+class RunFolderLockedError(BlockingIOError):
+    """Another live process is training into the same output folder."""
+
+
+@contextlib.contextmanager
+def lock_run_folder(folder: str | os.PathLike[str]) -> Iterator[Path]:
+    """Hold an exclusive lock on a training output folder for the duration of the block.
+
+    The lock is ``fcntl.flock`` on ``folder/.isomax-train.lock``, which records the holder's pid
+    and host; the kernel releases it when the holder dies, so a lock is never stale. A second
+    holder fails at once with :class:`RunFolderLockedError` naming the first. (Where ``fcntl``
+    does not exist, e.g. on Windows, no lock is taken.)
+    """
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - Windows
+        yield folder
+        return
+    path = folder / LOCK_NAME
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.pread(fd, 200, 0).decode(errors="replace").strip() or "unknown process"
+            raise RunFolderLockedError(
+                f"output folder {folder} is in use by another isomax train ({holder}); wait for "
+                "it to finish or choose another --output-dir"
+            ) from None
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"pid {os.getpid()} on {socket.gethostname()}\n".encode(), 0)
+        yield folder
+    finally:
+        os.close(fd)  # closing the descriptor releases the lock
 
 
 def _split_optimizer(state: dict[str, Any]) -> tuple[dict[str, Tensor], dict[str, Any]]:

@@ -9,9 +9,13 @@ logs, and a stop with a clear error when the loss stops being finite.
 from __future__ import annotations
 
 import csv
+import functools
+import io
 import json
 import logging
 import math
+import os
+import shutil
 import time
 from contextlib import nullcontext
 from dataclasses import dataclass, field
@@ -22,10 +26,11 @@ import torch
 from torch import nn
 
 from ..fpr import FractionalProbabilityRegularization
+from ..io import atomic_write_bytes, remove_stale_temporaries
 from ..methods import get_method
 from ..optim import param_groups
 from . import distributed as dist_utils
-from .checkpoint import load_checkpoint, restore_rng, save_checkpoint
+from .checkpoint import load_checkpoint, lock_run_folder, restore_rng, save_checkpoint
 from .config import TrainConfig
 from .loader import TensorLoader, epoch_generator
 
@@ -185,6 +190,64 @@ def _write_logs(out: Path, row: dict[str, float]) -> None:
         writer.writerow({k: row[k] for k in _LOG_FIELDS})
 
 
+def _rewrite_logs(out: Path, rows: list[dict[str, float]]) -> None:
+    """Replace both logs with ``rows``, each written aside and renamed (never half-written)."""
+    atomic_write_bytes(out / "log.jsonl", "".join(json.dumps(r) + "\n" for r in rows).encode())
+    buf = io.StringIO(newline="")
+    writer = csv.DictWriter(buf, fieldnames=_LOG_FIELDS)
+    writer.writeheader()
+    for row in rows:
+        writer.writerow({k: row[k] for k in _LOG_FIELDS})
+    atomic_write_bytes(out / "log.csv", buf.getvalue().encode())
+
+
+# What a finished or interrupted run leaves in its folder (removed by overwrite=True).
+RUN_OUTPUTS = (
+    CHECKPOINT_NAME,
+    "log.jsonl",
+    "log.csv",
+    "detector.safetensors",
+    "evaluation",
+    "tensorboard",
+)
+
+
+def _prepare_output(out: Path, resume: bool, overwrite: bool) -> None:
+    """Refuse to reuse a folder holding a run unless asked; drop stale temporary files."""
+    found = [name for name in RUN_OUTPUTS if (out / name).exists()]
+    if resume and overwrite:
+        raise ValueError("resume and overwrite exclude each other: choose one")
+    if found and not overwrite and not (resume and (out / CHECKPOINT_NAME).exists()):
+        raise FileExistsError(
+            f"{out} already holds a run ({', '.join(found)}): continue it with --resume "
+            "(resume=True) or replace it with --overwrite (overwrite=True), or choose another "
+            "--output-dir"
+        )
+    if overwrite:
+        for name in found:
+            log.warning("--overwrite: removing %s", out / name)
+            if (out / name).is_dir() and not (out / name).is_symlink():
+                shutil.rmtree(out / name)
+            else:
+                (out / name).unlink()
+    for name in (CHECKPOINT_NAME, "log.jsonl", "log.csv"):
+        for stale in remove_stale_temporaries(out, name):
+            log.info("removed %s, left by an interrupted write", stale)
+
+
+def _locked_output(fn: Any) -> Any:
+    """Hold the output folder's lock while ``train`` runs (rank 0 only under torchrun)."""
+
+    @functools.wraps(fn)
+    def wrapper(cfg: TrainConfig, *args: Any, **kwargs: Any) -> Any:
+        if os.environ.get("RANK", "0") != "0":
+            return fn(cfg, *args, **kwargs)
+        with lock_run_folder(cfg.output_dir):
+            return fn(cfg, *args, **kwargs)
+
+    return wrapper
+
+
 def _tensorboard(out: Path) -> Any:
     """A TensorBoard writer under ``out/tensorboard`` when tensorboard is installed, else None."""
     try:
@@ -198,22 +261,35 @@ def _tensorboard(out: Path) -> Any:
         return None
 
 
-def _truncate_logs(out: Path, epochs_done: int) -> list[dict[str, float]]:
-    """On resume, drop log rows written after the checkpoint (an epoch that was cut short)."""
+def _truncate_logs(
+    out: Path, epochs_done: int, saved: list[dict[str, float]] | None = None
+) -> list[dict[str, float]]:
+    """On resume, drop log rows written after the checkpoint (an epoch that was cut short).
+
+    The checkpoint's own history (``saved``) is used when it covers every epoch done, else the
+    rows of ``log.jsonl``; both logs are then rewritten atomically, so a crash at any moment of
+    a resume loses no row.
+    """
     history: list[dict[str, float]] = []
-    path = out / "log.jsonl"
-    if path.exists():
-        for line in path.read_text().splitlines():
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError:
-                break  # a line cut by a crash
-            if row.get("epoch", 0) <= epochs_done:
-                history.append(row)
-    for name in ("log.jsonl", "log.csv"):
-        (out / name).unlink(missing_ok=True)
-    for row in history:
-        _write_logs(out, row)
+    if saved is not None and [r.get("epoch") for r in saved[:epochs_done]] == list(
+        range(1, epochs_done + 1)
+    ):
+        # the checkpoint stores NaN (no validation split) as null
+        history = [
+            {k: float("nan") if v is None and k in _LOG_FIELDS else v for k, v in r.items()}
+            for r in saved[:epochs_done]
+        ]
+    else:
+        path = out / "log.jsonl"
+        if path.exists():
+            for line in path.read_text().splitlines():
+                try:
+                    row = json.loads(line)
+                except json.JSONDecodeError:
+                    break  # a line cut by a crash
+                if row.get("epoch", 0) <= epochs_done:
+                    history.append(row)
+    _rewrite_logs(out, history)
     return history
 
 
@@ -240,11 +316,13 @@ def _evaluate_loader(
     return loss_sum / max(count, 1), correct / max(count, 1)
 
 
+@_locked_output
 def train(
     cfg: TrainConfig,
     resume: bool = False,
     max_epochs_this_run: int | None = None,
     bundle: Any = None,
+    overwrite: bool = False,
 ) -> TrainResult:
     """Train ``cfg.model`` with the loss ``cfg.loss`` on ``cfg.dataset``.
 
@@ -254,12 +332,16 @@ def train(
         max_epochs_this_run: stop after this many epochs in this call (the schedule still
             spans ``cfg.epochs``); a later ``resume=True`` call continues.
         bundle: an already built dataset bundle (default: ``get_dataset(cfg.dataset, ...)``).
+        overwrite: replace a run already in ``output_dir`` (its checkpoint, logs, detector and
+            evaluation are removed); without it (or ``resume``) such a folder is refused.
 
     Returns:
         The trained model, the configuration, the per-epoch history and the checkpoint path.
 
     Raises:
         NonFiniteLossError: the loss became NaN or infinite (the last good checkpoint stays).
+        FileExistsError: ``output_dir`` holds a run and neither ``resume`` nor ``overwrite``.
+        RunFolderLockedError: another process is training into ``output_dir``.
     """
     from ..data import to_tensors
 
@@ -272,10 +354,7 @@ def train(
     ckpt_path = out / CHECKPOINT_NAME
     if info.is_main:
         out.mkdir(parents=True, exist_ok=True)
-        # a process killed while writing a checkpoint leaves its temporary file behind
-        for stale in out.glob(f".{CHECKPOINT_NAME}.*.tmp"):
-            log.info("removing %s, left by an interrupted checkpoint write", stale)
-            stale.unlink(missing_ok=True)
+        _prepare_output(out, resume, overwrite)
 
     if bundle is None:
         bundle = load_bundle(cfg)
@@ -348,7 +427,8 @@ def train(
         restore_rng(rng)
         start_epoch = int(meta["epoch"])
         if info.is_main:
-            history = _truncate_logs(out, start_epoch)
+            saved = meta.get("history")
+            history = _truncate_logs(out, start_epoch, saved if isinstance(saved, list) else None)
         log.info("resumed from %s at epoch %d", ckpt_path, start_epoch)
     elif info.is_main:
         for name in ("log.jsonl", "log.csv"):
