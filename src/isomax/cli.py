@@ -184,6 +184,40 @@ def cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
+def _dataset_of(path: str, cfg: dict[str, Any], dataset: str | None) -> str:
+    """The ID dataset: ``--dataset``, else the file's own if it is a registry name.
+
+    A data location (a folder or an archive) is never taken from a file's metadata: a file
+    could point anywhere (``folder:/proc``); the user names it with ``--dataset``.
+    """
+    from .data import list_datasets
+
+    if dataset:
+        return dataset
+    name = str(cfg.get("dataset", ""))
+    if name.lower() in {d.lower() for d in list_datasets()}:
+        return name
+    raise ValueError(
+        f"{path} was trained on {name!r}, a data location: isomax does not read data locations "
+        f"from a file; pass --dataset {name} to use it"
+    )
+
+
+def _refuse_onto(output: str | os.PathLike[str], inputs: Sequence[Any], option: str) -> None:
+    """Refuse an output path that is one of the command's input files."""
+    out = Path(output)
+    for src in inputs:
+        src = Path(src)
+        same = out.resolve() == src.resolve()
+        if not same and out.exists() and src.exists():
+            same = os.path.samefile(out, src)
+        if same:
+            raise ValueError(
+                f"{option} {output} is the input {src}: writing there would overwrite it; "
+                "choose another path"
+            )
+
+
 def _load_for_eval(
     checkpoint: str, device_name: str | None, data_root: str | None, dataset: str | None = None
 ) -> tuple[Any, dict[str, Any], Any, Any]:
@@ -197,8 +231,9 @@ def _load_for_eval(
         TrainConfig.from_dict(
             {
                 **cfg,
-                "dataset": dataset or cfg["dataset"],
-                "data_root": data_root or cfg["data_root"],
+                "dataset": _dataset_of(checkpoint, cfg, dataset),
+                "data_root": data_root,
+                "download": False,  # a file never triggers a download
             }
         )
     )
@@ -232,9 +267,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     for s in names:
         score_mod.get(s)
     out = _ensure_writable(Path(args.output_dir or Path(args.checkpoint).parent / "evaluation"))
-    ood = evaluation_datasets(
-        bundle, args.ood, args.data_root or cfg["data_root"], max_samples=args.max_ood
-    )
+    ood = evaluation_datasets(bundle, args.ood, args.data_root, max_samples=args.max_ood)
 
     from .compare import fit_posthoc
 
@@ -279,7 +312,9 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
     from .detector import OODDetector
     from .methods import get_method
 
-    model, meta, bundle, device = _load_for_eval(args.checkpoint, args.device, args.data_root)
+    model, meta, bundle, device = _load_for_eval(
+        args.checkpoint, args.device, args.data_root, args.dataset
+    )
     if bundle.val is None or len(bundle.val) == 0:
         raise ValueError(
             "the dataset has no validation split (val_split=0): nothing to "
@@ -298,6 +333,7 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
         if k in meta
     }
     out = Path(args.output or Path(args.checkpoint).parent / "detector.safetensors")
+    _refuse_onto(out, [args.checkpoint], "--output")
     _ensure_writable(out.parent)
     detector.save(out)
     print(
@@ -316,6 +352,9 @@ def cmd_detect(args: argparse.Namespace) -> int:
     from .detector import OODDetector
     from .io import atomic_write_bytes
 
+    if args.output:
+        files = [p for p in args.paths if Path(p).is_file()]
+        _refuse_onto(args.output, [args.detector, *files], "--output")
     detector = OODDetector.load(args.detector, device=args.device)
     meta = detector.metadata
     if "input_shape" not in meta:
@@ -477,8 +516,8 @@ def cmd_finetune(args: argparse.Namespace) -> int:
     meta: dict[str, Any] = {}
     if args.checkpoint:
         model, meta = load_model(args.checkpoint, "cpu")
-        dataset = args.dataset or meta["config"]["dataset"]
-        data_root = args.data_root or meta["config"]["data_root"]
+        dataset = _dataset_of(args.checkpoint, meta["config"], args.dataset)
+        data_root = args.data_root
     else:
         if not args.dataset:
             raise ValueError("--dataset is required with --pretrained")
@@ -673,6 +712,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--score", help="default: the loss's recommended score")
     p.add_argument("--objective", choices=["nll", "ece", "none"], default="nll")
     p.add_argument("--tpr", type=_rate, default=0.95, help="share of ID inputs to keep")
+    p.add_argument("--dataset", help="ID dataset (default: the one it was trained on)")
     p.add_argument("--data-root")
     p.add_argument("--batch-size", type=_positive_int, default=512)
     p.add_argument("--output", help="default: <checkpoint folder>/detector.safetensors")

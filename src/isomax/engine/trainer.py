@@ -113,8 +113,19 @@ def resolve_device(name: str = "auto") -> torch.device:
         raise ValueError(
             f"unknown device {name!r}; expected auto, cpu, cuda, cuda:N or mps"
         ) from None
+    if device.type not in ("cpu", "cuda", "mps"):
+        raise ValueError(f"unknown device {name!r}; expected auto, cpu, cuda, cuda:N or mps")
     if device.type == "cuda" and not torch.cuda.is_available():
         raise ValueError(f"device {name!r} was asked for but CUDA is not available here")
+    if device.type == "cuda" and device.index is not None:
+        if device.index >= torch.cuda.device_count():
+            raise ValueError(
+                f"device {name!r} was asked for but there are {torch.cuda.device_count()} GPUs"
+            )
+    if device.type == "mps":
+        mps = getattr(torch.backends, "mps", None)
+        if mps is None or not mps.is_available():
+            raise ValueError(f"device {name!r} was asked for but Apple MPS is not available here")
     return device
 
 
@@ -419,12 +430,18 @@ def train(
                 "resuming with changed %s: the run will differ from an uninterrupted one",
                 ", ".join(changed),
             )
-        model.load_state_dict(model_state)
-        if opt_state is not None:
-            optimizer.load_state_dict(opt_state)
-        if meta.get("scaler") and scaler.is_enabled():
-            scaler.load_state_dict(meta["scaler"])
-        restore_rng(rng)
+        try:
+            model.load_state_dict(model_state)
+            if opt_state is not None:
+                optimizer.load_state_dict(opt_state)
+            if meta.get("scaler") and scaler.is_enabled():
+                scaler.load_state_dict(meta["scaler"])
+            restore_rng(rng)
+        except (RuntimeError, ValueError, KeyError, TypeError) as exc:
+            raise ValueError(
+                f"cannot resume from {ckpt_path}: its saved state does not fit this run: "
+                f"{' '.join(str(exc).split())[:300]}"
+            ) from None
         start_epoch = int(meta["epoch"])
         if info.is_main:
             saved = meta.get("history")
