@@ -102,7 +102,7 @@ def _open_regular(path: str | os.PathLike[str]) -> Any:
                 return os.fdopen(fd, "rb")
             os.close(fd)
     except OSError as exc:
-        raise CorruptImageError(f"cannot read image file {path}: {exc.strerror or exc}") from exc
+        raise CorruptImageError(f"cannot decode image file {path}: {exc.strerror or exc}") from exc
     raise CorruptImageError(f"{path} is {kind}, not an image file; it was not read")
 
 

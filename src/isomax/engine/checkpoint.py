@@ -147,7 +147,7 @@ def check_checkpoint(
 
     Raises :class:`~isomax.io.MetadataError` (a ``ValueError``) naming the file and the field.
     """
-    require(path, meta, ("config", "epoch", "num_classes", "input_shape"))
+    require(path, meta, ("config", "epoch"))
     model = {k: v for k, v in tensors.items() if k.startswith("model/")}
     if not model:
         raise MetadataError(f"{path}: the file holds no model weights (model/...)")

@@ -12,7 +12,7 @@ from typing import Any
 __all__ = ["PRESETS", "TrainConfig", "load_config"]
 
 
-MAX_LR = 10.0
+MAX_LR = 3.4028234663852886e38  # the largest float32: torch optimisers apply lr in float32
 MAX_SEED = 2**24 - 1  # per-epoch generators derive 64-bit seeds from (seed, epoch, stream)
 _DEVICE = re.compile(r"auto|cpu|cuda(:\d+)?|mps")
 
@@ -93,7 +93,7 @@ class TrainConfig:
         if not isinstance(self.batch_size, int) or self.batch_size < 1:
             raise bad("batch_size", "a positive integer")
         if not (math.isfinite(self.lr) and 0 < self.lr <= MAX_LR):
-            raise bad("lr", f"a finite number in (0, {MAX_LR:g}]")
+            raise bad("lr", f"a number at most {MAX_LR:.3g} (the largest float32) and > 0")
         if not (math.isfinite(self.momentum) and 0 <= self.momentum < 1):
             raise bad("momentum", "a number in [0, 1)")
         if not (math.isfinite(self.weight_decay) and self.weight_decay >= 0):
@@ -107,7 +107,9 @@ class TrainConfig:
         if not 0 <= self.seed <= MAX_SEED:
             raise bad("seed", f"an integer in [0, {MAX_SEED}]")
         if not _DEVICE.fullmatch(self.device):
-            raise bad("device", "auto, cpu, cuda, cuda:N or mps")
+            raise ValueError(
+                f"unknown device {self.device!r}; expected auto, cpu, cuda, cuda:N or mps"
+            )
         if self.schedule not in ("multistep", "onecycle", "cosine", "constant"):
             raise bad("schedule", "one of multistep, onecycle, cosine, constant")
         if self.amp not in ("none", "bf16", "fp16"):
