@@ -6,7 +6,6 @@ import pytest
 
 from isomax.cli import main
 from isomax.engine import load_config
-from isomax.engine.distributed import read_env
 
 TRAIN = ["train", "--dataset", "digits", "--model", "digits_mlp", "--epochs", "1", "-q"]
 
@@ -77,6 +76,8 @@ def test_torchrun_environment_is_checked(env, pattern, monkeypatch, tmp_path, ca
         monkeypatch.delenv(key, raising=False)
     for key, value in env.items():
         monkeypatch.setenv(key, value)
+    from isomax.engine.distributed import read_env
+
     with pytest.raises(ValueError, match=pattern):
         read_env()
     code = main([*TRAIN, "--device", "cpu", "--output-dir", str(tmp_path / "o")])
