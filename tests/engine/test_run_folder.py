@@ -201,3 +201,14 @@ def test_cli_run_folder_refusals_and_interrupt_hint(tmp_path):
     proc = _cli(*args, "--overwrite")
     assert proc.returncode == 0, proc.stderr
     assert not (out / "detector.safetensors").exists() and not (out / "evaluation").exists()
+
+
+def test_library_resume_without_a_checkpoint_starts_afresh(tmp_path):
+    """compare calls train(resume=True) for every run; one killed before its first checkpoint
+    (logs written, no checkpoint yet) starts again rather than being refused."""
+    out = tmp_path / "run"
+    out.mkdir()
+    (out / "log.jsonl").write_text('{"epoch": 1}\n')
+    result = train(_cfg(out, epochs=1), resume=True)
+    assert [r["epoch"] for r in result.history] == [1]
+    assert _epochs(out / "log.jsonl") == [1]

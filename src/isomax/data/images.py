@@ -96,11 +96,12 @@ def _open_regular(path: str | os.PathLike[str]) -> Any:
     try:
         kind = _special_kind(os.stat(path).st_mode)
         if kind is None:
-            fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
-            kind = _special_kind(os.fstat(fd).st_mode)
+            nonblock = getattr(os, "O_NONBLOCK", 0)
+            fh = open(path, "rb", opener=lambda p, flags: os.open(p, flags | nonblock))
+            kind = _special_kind(os.fstat(fh.fileno()).st_mode)
             if kind is None:
-                return os.fdopen(fd, "rb")
-            os.close(fd)
+                return fh
+            fh.close()
     except OSError as exc:
         raise CorruptImageError(f"cannot decode image file {path}: {exc.strerror or exc}") from exc
     raise CorruptImageError(f"{path} is {kind}, not an image file; it was not read")

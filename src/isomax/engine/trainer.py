@@ -228,7 +228,9 @@ def _prepare_output(out: Path, resume: bool, overwrite: bool) -> None:
     found = [name for name in RUN_OUTPUTS if (out / name).exists()]
     if resume and overwrite:
         raise ValueError("resume and overwrite exclude each other: choose one")
-    if found and not overwrite and not (resume and (out / CHECKPOINT_NAME).exists()):
+    # resume=True without a checkpoint starts afresh (compare relies on it; the command line
+    # refuses --resume without a checkpoint before calling train)
+    if found and not overwrite and not resume:
         raise FileExistsError(
             f"{out} already holds a run ({', '.join(found)}): continue it with --resume "
             "(resume=True) or replace it with --overwrite (overwrite=True), or choose another "
