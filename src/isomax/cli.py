@@ -217,7 +217,15 @@ def cmd_train(args: argparse.Namespace) -> int:
     if args.progress is None:
         overrides["progress"] = not args.quiet and sys.stderr.isatty()
     cfg = load_config(args.config, overrides=overrides)
-    result = train(cfg, resume=args.resume)
+    if args.resume and args.overwrite:
+        raise ValueError("--resume and --overwrite exclude each other: choose one")
+    ckpt = Path(cfg.output_dir) / "checkpoint.safetensors"
+    if args.resume and not ckpt.exists():
+        raise FileNotFoundError(
+            f"--resume: there is no checkpoint to continue from at {ckpt}; leave out --resume "
+            "to start a new run (with --overwrite if the folder holds logs of an earlier one)"
+        )
+    result = train(cfg, resume=args.resume, overwrite=args.overwrite)
     if os.environ.get("RANK", "0") != "0":
         return 0  # under torchrun, rank 0 reports
     if result.history:
@@ -229,6 +237,40 @@ def cmd_train(args: argparse.Namespace) -> int:
         )
     print(f"checkpoint: {result.checkpoint}")
     return 0
+
+
+def _dataset_of(path: str, cfg: dict[str, Any], dataset: str | None) -> str:
+    """The ID dataset: ``--dataset``, else the file's own if it is a registry name.
+
+    A data location (a folder or an archive) is never taken from a file's metadata: a file
+    could point anywhere (``folder:/proc``); the user names it with ``--dataset``.
+    """
+    from .data import list_datasets
+
+    if dataset:
+        return dataset
+    name = str(cfg.get("dataset", ""))
+    if name.lower() in {d.lower() for d in list_datasets()}:
+        return name
+    raise ValueError(
+        f"{path} was trained on {name!r}, a data location: isomax does not read data locations "
+        f"from a file; pass --dataset {name} to use it"
+    )
+
+
+def _refuse_onto(output: str | os.PathLike[str], inputs: Sequence[Any], option: str) -> None:
+    """Refuse an output path that is one of the command's input files."""
+    out = Path(output)
+    for src in inputs:
+        src = Path(src)
+        same = out.resolve() == src.resolve()
+        if not same and out.exists() and src.exists():
+            same = os.path.samefile(out, src)
+        if same:
+            raise ValueError(
+                f"{option} {output} is the input {src}: writing there would overwrite it; "
+                "choose another path"
+            )
 
 
 def _load_for_eval(
@@ -244,8 +286,9 @@ def _load_for_eval(
         TrainConfig.from_dict(
             {
                 **cfg,
-                "dataset": dataset or cfg["dataset"],
-                "data_root": data_root or cfg["data_root"],
+                "dataset": _dataset_of(checkpoint, cfg, dataset),
+                "data_root": data_root,
+                "download": False,  # a file never triggers a download
             }
         )
     )
@@ -282,7 +325,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     ood = evaluation_datasets(
         bundle,
         args.ood,
-        args.data_root or cfg["data_root"],
+        args.data_root,
         max_samples=args.max_ood,
         on_error=args.on_error,
     )
@@ -337,7 +380,9 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
     from .detector import OODDetector
     from .methods import get_method
 
-    model, meta, bundle, device = _load_for_eval(args.checkpoint, args.device, args.data_root)
+    model, meta, bundle, device = _load_for_eval(
+        args.checkpoint, args.device, args.data_root, args.dataset
+    )
     if bundle.val is None or len(bundle.val) == 0:
         raise ValueError(
             "the dataset has no validation split (val_split=0): nothing to "
@@ -356,6 +401,7 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
         if k in meta
     }
     out = Path(args.output or Path(args.checkpoint).parent / "detector.safetensors")
+    _refuse_onto(out, [args.checkpoint], "--output")
     _ensure_writable(out.parent)
     detector.save(out)
     print(
@@ -374,6 +420,9 @@ def cmd_detect(args: argparse.Namespace) -> int:
     from .detector import OODDetector
     from .io import atomic_write_bytes
 
+    if args.output:
+        files = [p for p in args.paths if Path(p).is_file()]
+        _refuse_onto(args.output, [args.detector, *files], "--output")
     detector = OODDetector.load(args.detector, device=args.device)
     meta = detector.metadata
     if "input_shape" not in meta:
@@ -588,8 +637,7 @@ def cmd_finetune(args: argparse.Namespace) -> int:
     if "dataset" not in overrides:
         if not source_cfg:
             raise ValueError("--dataset is required with --pretrained")
-        overrides["dataset"] = source_cfg["dataset"]
-        overrides.setdefault("data_root", source_cfg.get("data_root"))
+        overrides["dataset"] = _dataset_of(source, source_cfg, None)
     overrides.setdefault("loss", "isomaxplus")
     cfg = load_config(args.config, preset="finetune", overrides=overrides)
     out = _ensure_writable(Path(args.output_dir))
@@ -608,7 +656,13 @@ def cmd_finetune(args: argparse.Namespace) -> int:
     for loss, folder in runs:
         run_cfg = cfg.replace(loss=loss, output_dir=str(_ensure_writable(folder)))
         t0 = time.perf_counter()
-        result = train(run_cfg, bundle=bundle, data=data, on_epoch=_epoch_printer(loss, cfg))
+        result = train(
+            run_cfg,
+            bundle=bundle,
+            data=data,
+            on_epoch=_epoch_printer(loss, cfg),
+            overwrite=args.overwrite,
+        )
         print(f"{loss}: checkpoint {result.checkpoint} ({time.perf_counter() - t0:.0f}s)")
         if ood is None:
             continue
@@ -816,6 +870,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--output-dir", help="where the checkpoint and logs go (default: runs/train)")
     p.add_argument("--resume", action="store_true", help="continue from the checkpoint there")
     p.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="replace a run already in --output-dir (its checkpoint, logs, detector and "
+        "evaluation are removed); without it such a folder is refused (default: off)",
+    )
+    p.add_argument(
         "-q", "--quiet", action="store_true", help="no progress bar and no per-epoch lines"
     )
     p.set_defaults(func=cmd_train)
@@ -842,9 +902,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="evaluate on at most N inputs of each OOD set (default: all)",
     )
     p.add_argument("--dataset", help="ID dataset (default: the one it was trained on)")
-    p.add_argument(
-        "--data-root", help="folder holding the dataset files (default: the checkpoint's)"
-    )
+    p.add_argument("--data-root", help="folder holding the dataset files (default: the cache)")
     p.add_argument(
         "--temperature", type=float, default=1.0, help="divide the logits by T before scoring"
     )
@@ -892,8 +950,10 @@ def build_parser() -> argparse.ArgumentParser:
         help="share of ID validation inputs the threshold keeps, in (0, 1]",
     )
     p.add_argument(
-        "--data-root", help="folder holding the dataset files (default: the checkpoint's)"
+        "--dataset",
+        help="ID dataset (default: the one it was trained on, when that is a registry name)",
     )
+    p.add_argument("--data-root", help="folder holding the dataset files (default: the cache)")
     p.add_argument("--batch-size", type=_positive_int, default=512, help="inference batch size")
     p.add_argument(
         "--output", help="detector file (default: <checkpoint folder>/detector.safetensors)"
@@ -944,6 +1004,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="evaluate on at most N inputs of each OOD set (default: all)",
     )
     p.add_argument("--posthoc", type=_csv_list, help=POSTHOC_HELP)
+    p.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="replace runs already in --output-dir (default: off; such a folder is refused)",
+    )
     _add_train_options(p)
     p.add_argument(
         "--output-dir",
@@ -1017,9 +1082,18 @@ def _cli_words(message: str) -> str:
     return message
 
 
+def _resume_hint(argv: Sequence[str]) -> str:
+    """What to run to continue an interrupted ``train`` (same options, --resume)."""
+    import shlex
+
+    kept = [a for a in argv if a not in ("--overwrite", "--resume")]
+    return "continue it with: isomax " + " ".join(map(shlex.quote, [*kept, "--resume"]))
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``isomax`` command; returns the exit status."""
     parser = build_parser()
+    argv = list(sys.argv[1:] if argv is None else argv)
     args = parser.parse_args(argv)
     logging.basicConfig(
         level=logging.INFO if args.verbose else logging.WARNING,
@@ -1039,5 +1113,19 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"isomax {args.command}: error: {message}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print(f"isomax {args.command}: interrupted", file=sys.stderr)
+        hint = ""
+        if args.command == "train":
+            from .engine import load_config
+
+            try:
+                out = Path(load_config(args.config, overrides=_overrides(args)).output_dir)
+                if args.output_dir:
+                    out = Path(args.output_dir)
+            except Exception:  # the hint is a courtesy: never hide the interruption
+                out = Path(args.output_dir or "runs/train")
+            if (out / "checkpoint.safetensors").exists():
+                hint = f"; the last checkpoint is kept, {_resume_hint(argv)}"
+            else:
+                hint = "; no checkpoint was written yet (start again with --overwrite)"
+        print(f"isomax {args.command}: interrupted{hint}", file=sys.stderr)
         return 130

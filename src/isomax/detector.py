@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import math
 import os
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
@@ -15,7 +16,7 @@ from torch import Tensor, nn
 
 from . import scores as _scores
 from ._checks import check_positive
-from .io import load_file, save_file
+from .io import check_model_facts, field_error, is_number, load_file, require, save_file
 
 __all__ = ["OODDetector", "Prediction"]
 
@@ -61,6 +62,44 @@ def _labels(batch: Any) -> Tensor | None:
     if isinstance(batch, list | tuple) and len(batch) > 1 and isinstance(batch[1], Tensor):
         return batch[1]
     return None
+
+
+_NON_FINITE = {"inf": math.inf, "-inf": -math.inf, "nan": math.nan}
+
+
+def _encode_threshold(value: float | None) -> float | str | None:
+    """JSON has no infinities: +-inf and NaN thresholds are stored as "inf", "-inf", "nan"."""
+    if value is not None and not math.isfinite(value):
+        return "nan" if math.isnan(value) else ("inf" if value > 0 else "-inf")
+    return value
+
+
+def _decode_threshold(value: float | str | None) -> float | None:
+    return _NON_FINITE[value] if isinstance(value, str) else value
+
+
+def _check_detector(path: str | os.PathLike[str], meta: dict[str, Any], tensors: Any) -> None:
+    """Validate a detector's metadata (raises ``MetadataError`` naming the file and the field)."""
+    require(path, meta, ("score", "temperature", "threshold"))
+    known = (*_scores.names(), *_POSTHOC)
+    if not isinstance(meta["score"], str) or meta["score"].lower() not in known:
+        raise field_error(path, "score", f"one of {', '.join(known)}", meta["score"])
+    t = meta["temperature"]
+    if not is_number(t) or not t > 0:
+        raise field_error(path, "temperature", "a finite number > 0", t)
+    th = meta["threshold"]
+    if not (th is None or is_number(th) or th in _NON_FINITE):
+        raise field_error(path, "threshold", 'a number, "inf", "-inf" or null', th)
+    tpr = meta.get("tpr")
+    if tpr is not None and not (is_number(tpr) and 0 < tpr <= 1):
+        raise field_error(path, "tpr", "null or a number in (0, 1]", tpr)
+    extra = meta.get("metadata") or {}
+    if not isinstance(extra, dict):
+        raise field_error(path, "metadata", "a table", extra)
+    weights = {k: v for k, v in tensors.items() if not k.startswith("posthoc/")}
+    check_model_facts(path, extra, weights)
+    if "config" in extra:
+        require(path, extra, ("num_classes", "input_shape"))
 
 
 class OODDetector:
@@ -291,7 +330,7 @@ class OODDetector:
         meta = {
             "score": self.score_name,
             "temperature": self.temperature,
-            "threshold": self.threshold,
+            "threshold": _encode_threshold(self.threshold),
             "tpr": self.tpr,
             "model_class": type(self.model).__name__,
             "metadata": self.metadata,
@@ -318,6 +357,7 @@ class OODDetector:
             device: where to run.
         """
         tensors, meta = load_file(path, _KIND)
+        _check_detector(path, meta, tensors)
         extra = meta.get("metadata") or {}
         if model is None:
             if "config" not in extra:
@@ -338,7 +378,9 @@ class OODDetector:
                 f"{path} was saved from a {meta.get('model_class')} whose weights do not fit "
                 f"the given {type(model).__name__}: {' '.join(str(exc).split())[:400]}"
             ) from None
-        det = cls(model, meta["score"], meta["temperature"], meta["threshold"], device)
+        det = cls(
+            model, meta["score"], meta["temperature"], _decode_threshold(meta["threshold"]), device
+        )
         det.tpr = meta.get("tpr")
         det.metadata = extra
         if det._posthoc is not None:

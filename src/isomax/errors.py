@@ -19,7 +19,14 @@ class InputError(ValueError):
 
 
 # Environment conditions the user can fix (and whose message names the path).
-_USER_ERRNOS = {errno.ENOSPC, errno.EROFS, errno.EACCES, errno.EPERM, errno.EDQUOT, errno.ENAMETOOLONG}
+_USER_ERRNOS = {
+    errno.ENOSPC,
+    errno.EROFS,
+    errno.EACCES,
+    errno.EPERM,
+    errno.EDQUOT,
+    errno.ENAMETOOLONG,
+}
 
 
 def is_user_error(exc: BaseException) -> bool:

@@ -19,7 +19,17 @@ from typing import Any
 import torch
 from torch import Tensor
 
-__all__ = ["FORMAT_VERSION", "UnsafeFileError", "atomic_write_bytes", "load_file", "save_file"]
+__all__ = [
+    "FORMAT_VERSION",
+    "MAX_INPUT_SIDE",
+    "MetadataError",
+    "UnsafeFileError",
+    "atomic_write_bytes",
+    "check_model_facts",
+    "load_file",
+    "remove_stale_temporaries",
+    "save_file",
+]
 
 FORMAT_VERSION = 1
 _META_KEY = "isomax"
@@ -27,6 +37,106 @@ _META_KEY = "isomax"
 
 class UnsafeFileError(ValueError):
     """A file that would need unpickling (and could run code) was refused."""
+
+
+class MetadataError(ValueError):
+    """A file's isomax metadata is missing a field or holds a value of the wrong kind."""
+
+
+MAX_INPUT_SIDE = 4096  #: largest input height or width a file may ask for
+MAX_CLASSES = 1_000_000
+
+
+def field_error(
+    path: str | os.PathLike[str], name: str, expected: str, value: Any
+) -> MetadataError:
+    """The one-line error for a bad metadata field: the file, the field, what was expected."""
+    shown = repr(value)
+    shown = shown if len(shown) <= 80 else shown[:77] + "..."
+    return MetadataError(f"{path}: metadata field {name!r} must be {expected}, got {shown}")
+
+
+def is_int(v: Any) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def is_number(v: Any) -> bool:
+    return isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v)
+
+
+def require(path: str | os.PathLike[str], meta: dict[str, Any], names: tuple[str, ...]) -> None:
+    """Refuse metadata lacking any of ``names``."""
+    missing = [n for n in names if n not in meta]
+    if missing:
+        raise MetadataError(
+            f"{path}: metadata lacks the field(s) {', '.join(map(repr, missing))} (corrupt, or "
+            "not written by isomax)"
+        )
+
+
+def check_model_facts(
+    path: str | os.PathLike[str], meta: dict[str, Any], weights: dict[str, Tensor]
+) -> None:
+    """Check the fields that describe a model and its inputs, where present.
+
+    ``config`` must be a valid training configuration, ``num_classes`` a positive integer that
+    is a dimension of one of the ``weights`` actually in the file (so a small file cannot ask
+    for a huge model), ``input_shape`` (C, H, W) with C in {1, 3} and H, W at most
+    :data:`MAX_INPUT_SIDE`, ``mean`` / ``std`` C finite numbers (std > 0) and ``class_names`` a
+    list of strings. Raises :class:`MetadataError` naming the file and the field.
+    """
+    if "config" in meta:
+        from .engine.config import TrainConfig
+
+        if not isinstance(meta["config"], dict):
+            raise field_error(path, "config", "a table of training settings", meta["config"])
+        try:
+            TrainConfig.from_dict(meta["config"])
+        except (ValueError, TypeError) as exc:
+            raise MetadataError(f"{path}: metadata field 'config': {exc}") from None
+    if "num_classes" in meta:
+        n = meta["num_classes"]
+        if not is_int(n) or not 1 <= n <= MAX_CLASSES:
+            raise field_error(path, "num_classes", f"an integer in [1, {MAX_CLASSES}]", n)
+        if weights and not any(n in t.shape for t in weights.values()):
+            raise MetadataError(
+                f"{path}: metadata field 'num_classes' is {n} but no weight in the file has "
+                "that many rows (the metadata does not match the weights)"
+            )
+    channels = None
+    if "input_shape" in meta:
+        shape = meta["input_shape"]
+        if (
+            not isinstance(shape, list)
+            or len(shape) != 3
+            or not all(is_int(v) for v in shape)
+            or shape[0] not in (1, 3)
+            or not all(1 <= v <= MAX_INPUT_SIDE for v in shape[1:])
+        ):
+            raise field_error(
+                path,
+                "input_shape",
+                f"[channels, height, width] with 1 or 3 channels and sides in [1, "
+                f"{MAX_INPUT_SIDE}]",
+                shape,
+            )
+        channels = shape[0]
+    for name in ("mean", "std"):
+        if name in meta:
+            v = meta[name]
+            n_expected = channels if channels is not None else len(v) if isinstance(v, list) else 0
+            if (
+                not isinstance(v, list)
+                or len(v) != n_expected
+                or not all(is_number(x) for x in v)
+                or (name == "std" and not all(x > 0 for x in v))
+            ):
+                what = "positive numbers" if name == "std" else "finite numbers"
+                raise field_error(path, name, f"a list of {channels or 'C'} {what}", v)
+    if "class_names" in meta:
+        names = meta["class_names"]
+        if not isinstance(names, list) or not all(isinstance(c, str) for c in names):
+            raise field_error(path, "class_names", "a list of strings", names)
 
 
 def _umask() -> int:
@@ -49,13 +159,15 @@ def json_safe(x: Any) -> Any:
 def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> Path:
     """Write ``data`` to ``path`` through a temporary file in the same folder, then rename.
 
-    A crash leaves either the old file or the new one, never a half-written file.
+    A crash leaves either the old file or the new one, never a half-written file. The temporary
+    file is named ``.<name>.<pid>.<random>.tmp`` so that :func:`remove_stale_temporaries` can tell
+    whether its writer is still alive.
     """
     path = Path(path)
     folder = path.parent if str(path.parent) else Path(".")
     if not folder.is_dir():
         raise FileNotFoundError(f"cannot write {path}: folder {folder} does not exist")
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=folder)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.{os.getpid()}.", suffix=".tmp", dir=folder)
     try:
         os.fchmod(fd, 0o666 & ~_umask())  # mkstemp makes 0600; give the usual permissions
         with os.fdopen(fd, "wb") as fh:
@@ -71,6 +183,48 @@ def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> Path:
         raise
 
     return path
+
+
+def _pid_alive(pid: int) -> bool:
+    if pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # alive, owned by another user
+        return True
+    except OSError:
+        return False
+    return True
+
+
+def remove_stale_temporaries(
+    folder: str | os.PathLike[str], name: str, unknown_after_s: float = 600.0
+) -> list[Path]:
+    """Remove the temporary files of :func:`atomic_write_bytes` for ``name`` whose writer is gone.
+
+    A file whose writer process is still alive (on this machine) is left alone. A file without
+    a writer id (written by an older isomax) is removed only when untouched for
+    ``unknown_after_s`` seconds. Returns the removed paths.
+    """
+    import time
+
+    removed = []
+    prefix = f".{name}."
+    for tmp in Path(folder).glob(f".{name}.*.tmp"):
+        fields = tmp.name[len(prefix) :].split(".")
+        try:
+            if len(fields) >= 3 and fields[0].isdigit():
+                if _pid_alive(int(fields[0])):
+                    continue
+            elif time.time() - tmp.stat().st_mtime < unknown_after_s:
+                continue
+            tmp.unlink()
+        except FileNotFoundError:
+            continue
+        removed.append(tmp)
+    return removed
 
 
 def save_file(
@@ -94,6 +248,17 @@ def _looks_like_safetensors(data: bytes) -> bool:
         return False
     (n,) = struct.unpack("<Q", data[:8])
     return 8 + n <= len(data) and data[8:9] == b"{"
+
+
+def _refuse_truncated(path: Path, data: bytes) -> None:
+    """A safetensors header cut short: say so (its length may start with the pickle byte 0x80)."""
+    if len(data) >= 9 and data[8:9] == b"{":
+        (n,) = struct.unpack("<Q", data[:8])
+        if 8 + n > len(data):
+            raise ValueError(
+                f"{path} is not a valid safetensors file (corrupt or truncated?): it is "
+                f"truncated, its header needs {8 + n} bytes and the file has {len(data)}"
+            )
 
 
 def _refuse_pickles(path: Path, data: bytes) -> None:
@@ -120,6 +285,7 @@ def load_file(
     if not path.is_file():
         raise FileNotFoundError(f"no {kind} file at {path}")
     data = path.read_bytes()
+    _refuse_truncated(path, data)
     _refuse_pickles(path, data)
 
     try:

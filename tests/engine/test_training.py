@@ -195,7 +195,7 @@ def test_a_checkpoint_write_cut_by_a_crash_is_ignored_and_cleaned(tmp_path):
     """SIGKILL during a write leaves a partial temporary file; the checkpoint itself is whole."""
     train(_cfg(tmp_path, "w", epochs=3), max_epochs_this_run=1)
     ckpt = tmp_path / "w" / "checkpoint.safetensors"
-    partial = tmp_path / "w" / ".checkpoint.safetensors.abc123.tmp"
+    partial = tmp_path / "w" / ".checkpoint.safetensors.999999999.abc123.tmp"
     partial.write_bytes(ckpt.read_bytes()[: ckpt.stat().st_size // 2])  # a cut write
     resumed = train(_cfg(tmp_path, "w", epochs=3), resume=True)
     straight = train(_cfg(tmp_path, "s", epochs=3))

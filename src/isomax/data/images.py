@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import logging
 import os
+import stat
 import threading
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -70,18 +71,89 @@ def _pil() -> Any:
     return Image
 
 
+def _special_kind(mode: int) -> str | None:
+    """What a non-regular file is (None for a regular file)."""
+    if stat.S_ISREG(mode):
+        return None
+    for test, kind in (
+        (stat.S_ISDIR, "a folder"),
+        (stat.S_ISFIFO, "a FIFO (named pipe)"),
+        (stat.S_ISSOCK, "a socket"),
+        (stat.S_ISCHR, "a character device"),
+        (stat.S_ISBLK, "a block device"),
+    ):
+        if test(mode):
+            return kind
+    return "not a regular file"
+
+
+def _open_regular(path: str | os.PathLike[str]) -> Any:
+    """Open an image file for reading, refusing FIFOs, sockets and devices before reading them.
+
+    The type is checked with ``stat`` before opening and again on the open descriptor (opened
+    non-blocking, so even a FIFO swapped in between cannot hang the caller).
+    """
+    try:
+        kind = _special_kind(os.stat(path).st_mode)
+        if kind is None:
+            nonblock = getattr(os, "O_NONBLOCK", 0)
+            fh = open(path, "rb", opener=lambda p, flags: os.open(p, flags | nonblock))
+            kind = _special_kind(os.fstat(fh.fileno()).st_mode)
+            if kind is None:
+                return fh
+            fh.close()
+    except OSError as exc:
+        raise CorruptImageError(f"cannot decode image file {path}: {exc.strerror or exc}") from exc
+    raise CorruptImageError(f"{path} is {kind}, not an image file; it was not read")
+
+
+def _to_array(im: Any, channels: int, path: str | os.PathLike[str]) -> np.ndarray:
+    """The pixels as uint8 (H, W[, 3]), scaling 16-bit and float images to 0..255.
+
+    16-bit integer images (mode ``I;16*``, or ``I`` with values in 0..65535) are divided by 257;
+    float images (mode ``F``) must hold values in [0, 1] and are multiplied by 255. Anything
+    else a faithful 8-bit conversion cannot handle is refused.
+    """
+    mode = im.mode
+    if mode.startswith("I;16") or mode in ("I", "F"):
+        values = np.asarray(im).astype(np.float64)
+        finite = np.isfinite(values).all()
+        if mode == "F":
+            if not finite or values.min() < 0 or values.max() > 1:
+                raise CorruptImageError(
+                    f"cannot decode image file {path}: a floating-point image must hold values "
+                    f"in [0, 1], found {values.min():g} to {values.max():g}"
+                )
+            grey = values * 255.0
+        else:
+            if values.min() < 0 or values.max() > 65535:
+                raise CorruptImageError(
+                    f"cannot decode image file {path}: a 32-bit integer image must hold 16-bit "
+                    f"values (0..65535), found {values.min():g} to {values.max():g}"
+                )
+            grey = values / 257.0
+        arr = np.clip(np.rint(grey), 0, 255).astype(np.uint8)
+        return np.repeat(arr[:, :, None], 3, axis=2) if channels == 3 else arr
+    im = im.convert("RGB" if channels == 3 else "L")
+    return np.array(im, dtype=np.uint8, copy=True)
+
+
 def decode_image(path: str | os.PathLike[str], channels: int = 3) -> Tensor:
     """Decode an image file to a ``uint8`` tensor ``[channels, H, W]`` (RGB or greyscale).
 
-    Raises :class:`CorruptImageError` naming the file when it cannot be decoded.
+    16-bit and floating-point images are scaled to 0..255 (see :func:`_to_array`). FIFOs,
+    sockets and devices are refused without being read. Raises :class:`CorruptImageError`
+    naming the file when it cannot be decoded.
     """
     if channels not in (1, 3):
         raise ValueError(f"channels must be 1 or 3, got {channels}")
     image_mod = _pil()
+    fh = _open_regular(path)
     try:
-        with image_mod.open(path) as im:
-            im = im.convert("RGB" if channels == 3 else "L")
-            arr = np.array(im, dtype=np.uint8, copy=True)
+        with fh, image_mod.open(fh) as im:
+            arr = _to_array(im, channels, path)
+    except CorruptImageError:
+        raise
     except (OSError, ValueError, SyntaxError, EOFError, image_mod.DecompressionBombError) as exc:
         raise CorruptImageError(f"cannot decode image file {path}: {exc}") from exc
     if arr.ndim == 2:
@@ -283,9 +355,21 @@ class ImageFolderDataset(_FileImageDataset):
                 d.name for d in root.iterdir() if d.is_dir() and not d.name.startswith(".")
             )
             if not classes:
+                if find_images(root, recursive=False):
+                    raise ValueError(
+                        f"{root} holds images directly but no class subfolders: a labelled "
+                        "image folder needs one subfolder per class, root/<class>/<image>, and "
+                        f"at least 2 classes (if {root.name!r} is your only class, it is one "
+                        "class too few; use ImageFilesDataset for unlabelled images)"
+                    )
                 raise ValueError(
                     f"{root} has no class subfolders; expected the layout root/<class>/<image> "
                     "(use ImageFilesDataset for unlabelled images)"
+                )
+            if len(classes) == 1:
+                raise ValueError(
+                    f"{root} has only one class folder, {classes[0]!r}: a classifier needs at "
+                    "least 2 classes (root/<class>/<image>, one subfolder per class)"
                 )
         files: list[Path] = []
         labels: list[int] = []

@@ -25,8 +25,8 @@ def image_files(paths: Sequence[str | os.PathLike[str]]) -> list[Path]:
     for p in map(Path, paths):
         if p.is_dir():
             files.extend(find_images(p))
-        elif p.is_file():
-            files.append(p)
+        elif p.exists():
+            files.append(p)  # FIFOs, sockets and devices are refused by decode_image unread
         else:
             raise FileNotFoundError(f"no image file or folder at {p}")
     if not files:

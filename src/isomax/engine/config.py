@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -87,6 +89,11 @@ def setting(default: Any, help: str, role: str, choices: tuple[str, ...] | None 
     return dataclasses.field(
         default=default, metadata={"help": help, "role": role, "choices": choices}
     )
+
+
+MAX_LR = 3.4028234663852886e38  # the largest float32: torch optimisers apply lr in float32
+MAX_SEED = 2**24 - 1  # per-epoch generators derive 64-bit seeds from (seed, epoch, stream)
+_DEVICE = re.compile(r"auto|cpu|cuda(:\d+)?|mps")
 
 
 @dataclass
@@ -221,8 +228,24 @@ class TrainConfig:
             raise bad("epochs", "a positive integer")
         if not isinstance(self.batch_size, int) or self.batch_size < 1:
             raise bad("batch_size", "a positive integer")
-        if not self.lr > 0:
-            raise bad("lr", "a number > 0")
+        if not (math.isfinite(self.lr) and 0 < self.lr <= MAX_LR):
+            raise bad("lr", f"a number at most {MAX_LR:.3g} (the largest float32) and > 0")
+        if not (math.isfinite(self.momentum) and 0 <= self.momentum < 1):
+            raise bad("momentum", "a number in [0, 1)")
+        if not (math.isfinite(self.weight_decay) and self.weight_decay >= 0):
+            raise bad("weight_decay", "a finite number >= 0")
+        if not (math.isfinite(self.gamma) and 0 < self.gamma <= 1):
+            raise bad("gamma", "a number in (0, 1] (the factor the learning rate is multiplied by)")
+        if not (math.isfinite(self.warmup_epochs) and 0 <= self.warmup_epochs <= self.epochs):
+            raise bad("warmup_epochs", f"a number in [0, epochs={self.epochs}]")
+        if self.checkpoint_every < 1:
+            raise bad("checkpoint_every", "a positive integer (write a checkpoint every N epochs)")
+        if not 0 <= self.seed <= MAX_SEED:
+            raise bad("seed", f"an integer in [0, {MAX_SEED}]")
+        if not _DEVICE.fullmatch(self.device):
+            raise ValueError(
+                f"unknown device {self.device!r}; expected auto, cpu, cuda, cuda:N or mps"
+            )
         for f in dataclasses.fields(self):
             choices = f.metadata.get("choices")
             if choices and getattr(self, f.name) not in choices:
@@ -353,7 +376,7 @@ def load_config(
             raise ValueError(f"configuration file {path}: [train] must be a table of settings")
     overrides = {k: v for k, v in (overrides or {}).items() if v is not None}
     name = overrides.get("preset") or file_values.get("preset") or preset or "cpu"
-    if name not in PRESETS:
+    if not isinstance(name, str) or name not in PRESETS:
         raise ValueError(f"unknown preset {name!r}; valid presets: {', '.join(PRESETS)}")
     values.update(PRESETS[name])
     values["preset"] = name

@@ -5,14 +5,57 @@ from __future__ import annotations
 import datetime
 import logging
 import os
+import signal
+import threading
+import time
 from dataclasses import dataclass
 
 import torch
 import torch.distributed as dist
 
-__all__ = ["DistInfo", "all_reduce_sum", "cleanup", "setup"]
+__all__ = ["PARENT_POLL_S", "DistInfo", "all_reduce_sum", "cleanup", "setup", "watch_parent"]
 
 log = logging.getLogger(__name__)
+
+#: How often a torchrun worker checks that its launcher is alive. A worker whose launcher was
+#: killed (even with SIGKILL) stops within PARENT_POLL_S + TERM_GRACE_S at worst, and within
+#: about PARENT_POLL_S when it has no SIGTERM handler of its own.
+PARENT_POLL_S = 0.5
+TERM_GRACE_S = 5.0
+_watcher: threading.Thread | None = None
+
+
+def watch_parent(
+    interval_s: float = PARENT_POLL_S, grace_s: float = TERM_GRACE_S
+) -> threading.Thread:
+    """Stop this process when its parent (the ``torchrun`` launcher) dies.
+
+    A daemon thread polls ``os.getppid()`` every ``interval_s`` seconds; when the parent is gone
+    (the process was re-parented), it logs an error and sends this process SIGTERM, then exits
+    it outright after ``grace_s`` seconds if it is still running. Checkpoints are written
+    atomically, so the run can be resumed. Started once per process.
+    """
+    global _watcher
+    if _watcher is not None and _watcher.is_alive():
+        return _watcher
+    parent = os.getppid()
+
+    def run() -> None:
+        while os.getppid() == parent:
+            time.sleep(interval_s)
+        log.error(
+            "the launcher of this worker (pid %d) is gone; stopping rank %s (pid %d)",
+            parent,
+            os.environ.get("RANK", "?"),
+            os.getpid(),
+        )
+        os.kill(os.getpid(), signal.SIGTERM)
+        time.sleep(grace_s)
+        os._exit(1)
+
+    _watcher = threading.Thread(target=run, name="isomax-parent-watch", daemon=True)
+    _watcher.start()
+    return _watcher
 
 
 @dataclass(frozen=True)
@@ -30,17 +73,51 @@ class DistInfo:
         return self.world_size > 1
 
 
+def read_env() -> tuple[int, int, int]:
+    """(WORLD_SIZE, RANK, LOCAL_RANK) from the environment, checked; (1, 0, 0) without torchrun.
+
+    Raises ValueError with one clear line when they are not integers, when WORLD_SIZE > 1 comes
+    without RANK, or when RANK is not in [0, WORLD_SIZE).
+    """
+    env = os.environ
+    values = {}
+    for name, default in (("WORLD_SIZE", "1"), ("RANK", None), ("LOCAL_RANK", "0")):
+        text = env.get(name, default)
+        if text is None:
+            values[name] = None
+            continue
+        try:
+            values[name] = int(text)
+        except ValueError:
+            raise ValueError(f"environment variable {name}={text!r} is not an integer") from None
+    world = values["WORLD_SIZE"]
+    if world < 1:
+        raise ValueError(f"environment variable WORLD_SIZE={world} must be >= 1")
+    if world == 1:
+        return 1, 0, 0
+    rank = values["RANK"]
+    if rank is None:
+        raise ValueError(
+            f"WORLD_SIZE={world} is set but RANK is not: start the processes with torchrun "
+            "(which sets both), or unset WORLD_SIZE"
+        )
+    if not 0 <= rank < world:
+        raise ValueError(f"RANK={rank} must be in [0, WORLD_SIZE={world})")
+    return world, rank, values["LOCAL_RANK"]
+
+
 def setup(device: torch.device, timeout_s: float = 600.0) -> DistInfo:
     """Join the process group that ``torchrun`` describes in the environment, if any.
 
     Uses NCCL on CUDA and gloo on the CPU. ``timeout_s`` bounds how long a collective waits
-    for a dead or hung peer before raising instead of hanging.
+    for a dead or hung peer before raising instead of hanging. Each worker also watches its
+    launcher (:func:`watch_parent`) and stops within about ``PARENT_POLL_S`` seconds of its
+    death.
     """
-    world = int(os.environ.get("WORLD_SIZE", "1"))
+    world, rank, local_rank = read_env()
     if world <= 1:
         return DistInfo()
-    rank = int(os.environ["RANK"])
-    local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+    watch_parent()  # a worker must not train on alone when torchrun itself is killed
     if not dist.is_initialized():
         backend = "nccl" if device.type == "cuda" else "gloo"
         dist.init_process_group(backend=backend, timeout=datetime.timedelta(seconds=timeout_s))

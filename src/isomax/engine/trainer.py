@@ -10,9 +10,13 @@ from __future__ import annotations
 
 import csv
 import dataclasses
+import functools
+import io
 import json
 import logging
 import math
+import os
+import shutil
 import time
 from collections.abc import Callable
 from contextlib import nullcontext
@@ -24,10 +28,11 @@ import torch
 from torch import nn
 
 from ..fpr import FractionalProbabilityRegularization
+from ..io import atomic_write_bytes, remove_stale_temporaries
 from ..methods import get_method
 from ..optim import param_groups
 from . import distributed as dist_utils
-from .checkpoint import load_checkpoint, restore_rng, save_checkpoint
+from .checkpoint import load_checkpoint, lock_run_folder, restore_rng, save_checkpoint
 from .config import TrainConfig, normalization, settings_with_role
 from .loader import TensorLoader, epoch_generator
 
@@ -101,8 +106,19 @@ def resolve_device(name: str = "auto") -> torch.device:
         raise ValueError(
             f"unknown device {name!r}; expected auto, cpu, cuda, cuda:N or mps"
         ) from None
+    if device.type not in ("cpu", "cuda", "mps"):
+        raise ValueError(f"unknown device {name!r}; expected auto, cpu, cuda, cuda:N or mps")
     if device.type == "cuda" and not torch.cuda.is_available():
         raise ValueError(f"device {name!r} was asked for but CUDA is not available here")
+    if device.type == "cuda" and device.index is not None:
+        if device.index >= torch.cuda.device_count():
+            raise ValueError(
+                f"device {name!r} was asked for but there are {torch.cuda.device_count()} GPUs"
+            )
+    if device.type == "mps":
+        mps = getattr(torch.backends, "mps", None)
+        if mps is None or not mps.is_available():
+            raise ValueError(f"device {name!r} was asked for but Apple MPS is not available here")
     return device
 
 
@@ -241,6 +257,66 @@ def _write_logs(out: Path, row: dict[str, float]) -> None:
         writer.writerow({k: row[k] for k in _LOG_FIELDS})
 
 
+def _rewrite_logs(out: Path, rows: list[dict[str, float]]) -> None:
+    """Replace both logs with ``rows``, each written aside and renamed (never half-written)."""
+    atomic_write_bytes(out / "log.jsonl", "".join(json.dumps(r) + "\n" for r in rows).encode())
+    buf = io.StringIO(newline="")
+    writer = csv.DictWriter(buf, fieldnames=_LOG_FIELDS)
+    writer.writeheader()
+    for row in rows:
+        writer.writerow({k: row[k] for k in _LOG_FIELDS})
+    atomic_write_bytes(out / "log.csv", buf.getvalue().encode())
+
+
+# What a finished or interrupted run leaves in its folder (removed by overwrite=True).
+RUN_OUTPUTS = (
+    CHECKPOINT_NAME,
+    "log.jsonl",
+    "log.csv",
+    "detector.safetensors",
+    "evaluation",
+    "tensorboard",
+)
+
+
+def _prepare_output(out: Path, resume: bool, overwrite: bool) -> None:
+    """Refuse to reuse a folder holding a run unless asked; drop stale temporary files."""
+    found = [name for name in RUN_OUTPUTS if (out / name).exists()]
+    if resume and overwrite:
+        raise ValueError("resume and overwrite exclude each other: choose one")
+    # resume=True without a checkpoint starts afresh (compare relies on it; the command line
+    # refuses --resume without a checkpoint before calling train)
+    if found and not overwrite and not resume:
+        raise FileExistsError(
+            f"{out} already holds a run ({', '.join(found)}): continue it with --resume "
+            "(resume=True) or replace it with --overwrite (overwrite=True), or choose another "
+            "--output-dir"
+        )
+    if overwrite:
+        for name in found:
+            log.warning("--overwrite: removing %s", out / name)
+            if (out / name).is_dir() and not (out / name).is_symlink():
+                shutil.rmtree(out / name)
+            else:
+                (out / name).unlink()
+    for name in (CHECKPOINT_NAME, "log.jsonl", "log.csv"):
+        for stale in remove_stale_temporaries(out, name):
+            log.info("removed %s, left by an interrupted write", stale)
+
+
+def _locked_output(fn: Any) -> Any:
+    """Hold the output folder's lock while ``train`` runs (rank 0 only under torchrun)."""
+
+    @functools.wraps(fn)
+    def wrapper(cfg: TrainConfig, *args: Any, **kwargs: Any) -> Any:
+        if os.environ.get("RANK", "0") != "0":
+            return fn(cfg, *args, **kwargs)
+        with lock_run_folder(cfg.output_dir):
+            return fn(cfg, *args, **kwargs)
+
+    return wrapper
+
+
 def _tensorboard(out: Path) -> Any:
     """A TensorBoard writer under ``out/tensorboard`` when tensorboard is installed, else None."""
     try:
@@ -254,22 +330,35 @@ def _tensorboard(out: Path) -> Any:
         return None
 
 
-def _truncate_logs(out: Path, epochs_done: int) -> list[dict[str, float]]:
-    """On resume, drop log rows written after the checkpoint (an epoch that was cut short)."""
+def _truncate_logs(
+    out: Path, epochs_done: int, saved: list[dict[str, float]] | None = None
+) -> list[dict[str, float]]:
+    """On resume, drop log rows written after the checkpoint (an epoch that was cut short).
+
+    The checkpoint's own history (``saved``) is used when it covers every epoch done, else the
+    rows of ``log.jsonl``; both logs are then rewritten atomically, so a crash at any moment of
+    a resume loses no row.
+    """
     history: list[dict[str, float]] = []
-    path = out / "log.jsonl"
-    if path.exists():
-        for line in path.read_text().splitlines():
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError:
-                break  # a line cut by a crash
-            if row.get("epoch", 0) <= epochs_done:
-                history.append(row)
-    for name in ("log.jsonl", "log.csv"):
-        (out / name).unlink(missing_ok=True)
-    for row in history:
-        _write_logs(out, row)
+    if saved is not None and [r.get("epoch") for r in saved[:epochs_done]] == list(
+        range(1, epochs_done + 1)
+    ):
+        # the checkpoint stores NaN (no validation split) as null
+        history = [
+            {k: float("nan") if v is None and k in _LOG_FIELDS else v for k, v in r.items()}
+            for r in saved[:epochs_done]
+        ]
+    else:
+        path = out / "log.jsonl"
+        if path.exists():
+            for line in path.read_text().splitlines():
+                try:
+                    row = json.loads(line)
+                except json.JSONDecodeError:
+                    break  # a line cut by a crash
+                if row.get("epoch", 0) <= epochs_done:
+                    history.append(row)
+    _rewrite_logs(out, history)
     return history
 
 
@@ -358,11 +447,13 @@ def _evaluate_loader(
     return loss_sum / max(count, 1), correct / max(count, 1)
 
 
+@_locked_output
 def train(
     cfg: TrainConfig,
     resume: bool = False,
     max_epochs_this_run: int | None = None,
     bundle: Any = None,
+    overwrite: bool = False,
     *,
     model: nn.Module | None = None,
     data: TrainData | None = None,
@@ -376,6 +467,8 @@ def train(
         max_epochs_this_run: stop after this many epochs in this call (the schedule still
             spans ``cfg.epochs``); a later ``resume=True`` call continues.
         bundle: an already built dataset bundle (default: ``get_dataset(cfg.dataset, ...)``).
+        overwrite: replace a run already in ``output_dir`` (its checkpoint, logs, detector and
+            evaluation are removed); without it (or ``resume``) such a folder is refused.
         model: train this module instead of building ``cfg.model`` (``cfg.pretrained`` is then
             not read; the checkpoint still records ``cfg.model``).
         data: the tensors to train on, instead of decoding ``bundle``.
@@ -386,6 +479,8 @@ def train(
 
     Raises:
         NonFiniteLossError: the loss became NaN or infinite (the last good checkpoint stays).
+        FileExistsError: ``output_dir`` holds a run and neither ``resume`` nor ``overwrite``.
+        RunFolderLockedError: another process is training into ``output_dir``.
     """
     device = resolve_device(cfg.device)
     info = dist_utils.setup(device)
@@ -396,10 +491,7 @@ def train(
     ckpt_path = out / CHECKPOINT_NAME
     if info.is_main:
         out.mkdir(parents=True, exist_ok=True)
-        # a process killed while writing a checkpoint leaves its temporary file behind
-        for stale in out.glob(f".{CHECKPOINT_NAME}.*.tmp"):
-            log.info("removing %s, left by an interrupted checkpoint write", stale)
-            stale.unlink(missing_ok=True)
+        _prepare_output(out, resume, overwrite)
 
     if data is None:
         data = TrainData.from_bundle(bundle if bundle is not None else load_bundle(cfg))
@@ -461,15 +553,22 @@ def train(
                 "resuming with changed %s: the run will differ from an uninterrupted one",
                 ", ".join(changed),
             )
-        model.load_state_dict(model_state)
-        if opt_state is not None:
-            optimizer.load_state_dict(opt_state)
-        if meta.get("scaler") and scaler.is_enabled():
-            scaler.load_state_dict(meta["scaler"])
-        restore_rng(rng)
+        try:
+            model.load_state_dict(model_state)
+            if opt_state is not None:
+                optimizer.load_state_dict(opt_state)
+            if meta.get("scaler") and scaler.is_enabled():
+                scaler.load_state_dict(meta["scaler"])
+            restore_rng(rng)
+        except (RuntimeError, ValueError, KeyError, TypeError) as exc:
+            raise ValueError(
+                f"cannot resume from {ckpt_path}: its saved state does not fit this run: "
+                f"{' '.join(str(exc).split())[:300]}"
+            ) from None
         start_epoch = int(meta["epoch"])
         if info.is_main:
-            history = _truncate_logs(out, start_epoch)
+            saved = meta.get("history")
+            history = _truncate_logs(out, start_epoch, saved if isinstance(saved, list) else None)
         log.info("resumed from %s at epoch %d", ckpt_path, start_epoch)
     elif info.is_main:
         for name in ("log.jsonl", "log.csv"):
