@@ -48,7 +48,7 @@ def run_one(args, net: str, loss: str, seed: int, data, bundle, ood, out: Path) 
         "normalize": "imagenet",
         "epochs": args.epochs,
         "device": "cpu",
-        "output_dir": str(out / "runs" / f"{net}-{loss}-seed{seed}"),
+        "output_dir": str(out / "runs" / f"{net}-{loss}-seed{seed}{args.tag}"),
         "checkpoint_every": args.epochs,
     }
     for item in args.set:
@@ -56,7 +56,7 @@ def run_one(args, net: str, loss: str, seed: int, data, bundle, ood, out: Path) 
         overrides[key] = json.loads(value) if value[:1] in "0123456789-[{tf" else value
     cfg = load_config(preset="finetune", overrides=overrides)
     t0 = time.perf_counter()
-    result = train(cfg, bundle=bundle, data=data)
+    result = train(cfg, bundle=bundle, data=data, overwrite=True)  # a JSON marks a finished run
     seconds = time.perf_counter() - t0
     names = list(get_method(loss).scores)
     if loss == "softmax":
