@@ -11,6 +11,8 @@ import math
 import torch
 from torch import Tensor
 
+from .errors import InputError
+
 
 def _is_compiling() -> bool:
     compiler = getattr(torch, "compiler", None)
@@ -28,11 +30,11 @@ def check_float_matrix(x: object, name: str, columns: int | None = None) -> Tens
         )
     expected = f"(N, {columns})" if columns is not None else "(N, C)"
     if x.dim() != 2:
-        raise ValueError(
+        raise InputError(
             f"{name} must be 2-D with shape {expected}, got {x.dim()}-D shape {tuple(x.shape)}"
         )
     if columns is not None and x.shape[1] != columns:
-        raise ValueError(
+        raise InputError(
             f"{name} has shape {tuple(x.shape)}, expected {expected}: "
             f"the last dimension must be {columns}"
         )
@@ -52,14 +54,14 @@ def check_labels(labels: object, name: str, n: int, num_classes: int, ignore_ind
             f"{name} must hold integer class indices (torch.long), got dtype {labels.dtype}"
         )
     if labels.dim() != 1 or labels.shape[0] != n:
-        raise ValueError(
+        raise InputError(
             f"{name} must have shape ({n},) to match the logits, got {tuple(labels.shape)}"
         )
     if labels.device.type == "cpu" and n > 0 and not _is_compiling():
         valid = (labels >= 0) & (labels < num_classes) | (labels == ignore_index)
         if not bool(valid.all()):
             bad = labels[~valid][0].item()
-            raise ValueError(
+            raise InputError(
                 f"{name} must lie in [0, {num_classes - 1}] (or equal ignore_index="
                 f"{ignore_index}), found {bad}"
             )
@@ -73,5 +75,5 @@ def check_positive(value: float, name: str) -> float:
     except (TypeError, ValueError):
         raise TypeError(f"{name} must be a positive number, got {value!r}") from None
     if not math.isfinite(v) or v <= 0:
-        raise ValueError(f"{name} must be a finite number > 0, got {value!r}")
+        raise InputError(f"{name} must be a finite number > 0, got {value!r}")
     return v

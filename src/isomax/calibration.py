@@ -31,6 +31,8 @@ from isomax.metrics import (
     _rank_for_rate,
 )
 
+from .errors import InputError
+
 __all__ = ["calibrate_head", "fit_temperature", "threshold_for_tpr"]
 
 _OBJECTIVES = ("nll", "ece")
@@ -47,7 +49,7 @@ def _check_bounds(bounds: Any) -> tuple[float, float]:
     except (TypeError, ValueError):
         raise TypeError(f"bounds must be a pair of numbers (low, high), got {bounds!r}") from None
     if not (math.isfinite(lo) and math.isfinite(hi) and 0.0 < lo < hi):
-        raise ValueError(f"bounds must satisfy 0 < low < high < inf, got {bounds!r}")
+        raise InputError(f"bounds must satisfy 0 < low < high < inf, got {bounds!r}")
     return lo, hi
 
 
@@ -106,7 +108,7 @@ def fit_temperature(
     z = _check_matrix(logits, "logits")
     y = _check_labels(labels, z.shape[0], z.shape[1])
     if objective not in _OBJECTIVES:
-        raise ValueError(f"objective must be one of {_OBJECTIVES}, got {objective!r}")
+        raise InputError(f"objective must be one of {_OBJECTIVES}, got {objective!r}")
     lo, hi = _check_bounds(bounds)
     bins = _check_n_bins(n_bins)
     f = _objective(z, y, objective, bins)

@@ -15,18 +15,11 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from .errors import InputError
+
 __all__ = ["build_parser", "main"]
 
-USER_ERRORS: tuple[type[BaseException], ...] = (
-    ValueError,
-    FileNotFoundError,
-    FileExistsError,
-    PermissionError,
-    NotADirectoryError,
-    IsADirectoryError,
-    ImportError,
-    OSError,  # a full disk, a read-only folder: the message names the path
-)
+from .errors import is_user_error
 
 
 def _csv_list(text: str) -> list[str]:
@@ -63,7 +56,7 @@ ON_ERROR_HELP = (
 
 
 def _corrupt_hint(exc: Exception) -> ValueError:
-    return ValueError(f"{exc}; pass --on-error skip to leave out undecodable files")
+    return InputError(f"{exc}; pass --on-error skip to leave out undecodable files")
 
 
 def _rate(text: str) -> float:
@@ -218,7 +211,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         overrides["progress"] = not args.quiet and sys.stderr.isatty()
     cfg = load_config(args.config, overrides=overrides)
     if args.resume and args.overwrite:
-        raise ValueError("--resume and --overwrite exclude each other: choose one")
+        raise InputError("--resume and --overwrite exclude each other: choose one")
     ckpt = Path(cfg.output_dir) / "checkpoint.safetensors"
     if args.resume and not ckpt.exists():
         raise FileNotFoundError(
@@ -252,7 +245,7 @@ def _dataset_of(path: str, cfg: dict[str, Any], dataset: str | None) -> str:
     name = str(cfg.get("dataset", ""))
     if name.lower() in {d.lower() for d in list_datasets()}:
         return name
-    raise ValueError(
+    raise InputError(
         f"{path} was trained on {name!r}, a data location: isomax does not read data locations "
         f"from a file; pass --dataset {name} to use it"
     )
@@ -267,7 +260,7 @@ def _refuse_onto(output: str | os.PathLike[str], inputs: Sequence[Any], option: 
         if not same and out.exists() and src.exists():
             same = os.path.samefile(out, src)
         if same:
-            raise ValueError(
+            raise InputError(
                 f"{option} {output} is the input {src}: writing there would overwrite it; "
                 "choose another path"
             )
@@ -294,12 +287,12 @@ def _load_for_eval(
     )
 
     if bundle.num_classes != meta["num_classes"]:
-        raise ValueError(
+        raise InputError(
             f"dataset {bundle.name!r} has {bundle.num_classes} classes but the "
             f"checkpoint was trained on {meta['num_classes']}"
         )
     if tuple(bundle.input_shape) != tuple(meta["input_shape"]):
-        raise ValueError(
+        raise InputError(
             f"dataset {bundle.name!r} has input shape {tuple(bundle.input_shape)}, "
             f"the checkpoint expects {tuple(meta['input_shape'])}"
         )
@@ -384,7 +377,7 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
         args.checkpoint, args.device, args.data_root, args.dataset
     )
     if bundle.val is None or len(bundle.val) == 0:
-        raise ValueError(
+        raise InputError(
             "the dataset has no validation split (val_split=0): nothing to "
             "calibrate on; the test split is never used for calibration"
         )
@@ -426,7 +419,7 @@ def cmd_detect(args: argparse.Namespace) -> int:
     detector = OODDetector.load(args.detector, device=args.device)
     meta = detector.metadata
     if "input_shape" not in meta:
-        raise ValueError(
+        raise InputError(
             f"{args.detector} does not record the input shape; make it with `isomax calibrate`"
         )
     names = meta.get("class_names") or []
@@ -464,7 +457,7 @@ def cmd_detect(args: argparse.Namespace) -> int:
             )
         n_images += len(paths)
     if n_images == 0:
-        raise ValueError(f"none of the {n_skipped} image files could be read")
+        raise InputError(f"none of the {n_skipped} image files could be read")
     if args.output:
         _ensure_writable(Path(args.output).parent)
         atomic_write_bytes(args.output, buf.getvalue().encode())
@@ -549,7 +542,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
         try:
             seeds = [int(v) for v in args.seed_list]
         except ValueError:
-            raise ValueError(f"--seed-list must hold integers, got {args.seed_list}") from None
+            raise InputError(f"--seed-list must hold integers, got {args.seed_list}") from None
     return _run_compare(
         args, dataset, model, args.losses, seeds, args.ood, Path(args.output_dir), overrides
     )
@@ -622,11 +615,11 @@ def cmd_finetune(args: argparse.Namespace) -> int:
     from .report import write_json
 
     if bool(args.checkpoint) == bool(args.pretrained):
-        raise ValueError("give exactly one source: --pretrained FILE or --checkpoint PATH")
+        raise InputError("give exactly one source: --pretrained FILE or --checkpoint PATH")
     source = args.pretrained or args.checkpoint
     if args.pretrained and args.pretrained.startswith(("timm:", "torchvision:")):
         if not Path(args.pretrained).exists():
-            raise ValueError(
+            raise InputError(
                 f"--pretrained takes a weights file, got {args.pretrained!r}; for a timm "
                 "architecture give its state dict: --pretrained FILE --model timm:NAME"
             )
@@ -636,7 +629,7 @@ def cmd_finetune(args: argparse.Namespace) -> int:
     source_cfg = weights.info.get("source_config") or {}
     if "dataset" not in overrides:
         if not source_cfg:
-            raise ValueError("--dataset is required with --pretrained")
+            raise InputError("--dataset is required with --pretrained")
         overrides["dataset"] = _dataset_of(source, source_cfg, None)
     overrides.setdefault("loss", "isomaxplus")
     cfg = load_config(args.config, preset="finetune", overrides=overrides)
@@ -1106,9 +1099,20 @@ def main(argv: Sequence[str] | None = None) -> int:
         _size_threads()
     try:
         return int(args.func(args))
-    except USER_ERRORS as exc:
+    except Exception as exc:  # KeyboardInterrupt is not an Exception: handled below
         if debug:
             raise
+        if not is_user_error(exc):  # a defect in isomax: show where, ask for a report
+            import traceback
+
+            traceback.print_exc()
+            print(
+                f"isomax {args.command}: internal error ({type(exc).__name__}): this is a "
+                "defect in isomax, not a mistake in your input; please report it with the "
+                "traceback above",
+                file=sys.stderr,
+            )
+            return 1
         message = _cli_words(" ".join(str(exc).split()) or type(exc).__name__)
         print(f"isomax {args.command}: error: {message}", file=sys.stderr)
         return 2

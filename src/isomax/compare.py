@@ -21,6 +21,7 @@ from . import scores as _scores
 from .engine.config import load_config, settings_with_role
 from .engine.evaluation import evaluate
 from .engine.trainer import load_bundle, resolve_device, train
+from .errors import InputError
 from .io import save_file
 from .methods import get_method
 from .report import aggregate, write_json
@@ -71,7 +72,7 @@ def evaluation_datasets(
         _log_resize(_label(name), ds, tuple(bundle.input_shape))
         sets[_label(name)] = ds
     if len(sets) != len(ood):
-        raise ValueError(f"ood names two sets with the same label: {list(ood)}")
+        raise InputError(f"ood names two sets with the same label: {list(ood)}")
     return sets
 
 
@@ -179,7 +180,7 @@ def _check_same_settings(path: Path, saved: dict[str, Any], wanted: dict[str, An
         if isinstance(old, list) and isinstance(value, tuple | list):
             old, value = list(old), list(value)
         if old != value:
-            raise ValueError(
+            raise InputError(
                 f"{path.parent} was trained with {key}={saved[key]!r}, this comparison asks for "
                 f"{value!r}: use another --output-dir, or delete that run folder to redo it"
             )
@@ -197,7 +198,7 @@ def check_posthoc_names(names: Sequence[str]) -> None:
     valid = posthoc_detector_names()
     for name in names:
         if name not in valid:
-            raise ValueError(f"unknown post-hoc detector {name!r}; valid: {', '.join(valid)}")
+            raise InputError(f"unknown post-hoc detector {name!r}; valid: {', '.join(valid)}")
 
 
 def fit_posthoc(model: Any, names: Sequence[str], fit_data: Any, batch_size: int = 512) -> dict:
@@ -351,19 +352,19 @@ def compare(
     """
 
     if int(os.environ.get("WORLD_SIZE", "1")) > 1:
-        raise ValueError(
+        raise InputError(
             "compare runs in one process; under torchrun use `isomax train` for each run, then "
             "`isomax compare` (it reuses finished runs) in a single process"
         )
     seed_list = list(range(seeds)) if isinstance(seeds, int) else [int(s) for s in seeds]
 
     if not seed_list or len(set(seed_list)) != len(seed_list):
-        raise ValueError(f"seeds must be a positive count or distinct seeds, got {seeds!r}")
+        raise InputError(f"seeds must be a positive count or distinct seeds, got {seeds!r}")
     methods = [get_method(name).name for name in losses]
     if len(set(methods)) != len(methods):
-        raise ValueError(f"losses has repeated entries: {list(losses)}")
+        raise InputError(f"losses has repeated entries: {list(losses)}")
     if not ood:
-        raise ValueError("ood is empty: name at least one OOD set")
+        raise InputError("ood is empty: name at least one OOD set")
     from .data.registry import _local_path
 
     for name in ood:  # a malformed path fails before any data is loaded

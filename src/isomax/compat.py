@@ -24,6 +24,7 @@ from torch import Tensor, nn
 
 from . import scores as _scores
 from ._checks import check_float_matrix, check_labels
+from .errors import InputError
 from .fpr import ALPHAS, fractional_targets, mosaics
 from .heads import DisMaxHead, IsoMaxHead, IsoMaxPlusHead
 from .losses import IsoMaxLoss
@@ -118,7 +119,7 @@ class DisMaxLossFirstPart(_LoadsAuthorsStateDicts, DisMaxHead):
         """Scores (higher = more in-distribution) of the head's logits, per ``score_type``."""
         key = str(self.score_type).upper()
         if key not in _SCORE_TYPES:
-            raise ValueError(
+            raise InputError(
                 f"score_type must be one of {', '.join(_SCORE_TYPES)}, got {self.score_type!r}"
             )
         return _SCORE_TYPES[key](logits)
@@ -226,7 +227,7 @@ class DisMaxLossSecondPart(nn.Module):
         if regularization is not None:
             key = regularization.lower() if isinstance(regularization, str) else None
             if key not in _REGULARIZATIONS:
-                raise ValueError(f"regularization must be None or 'fpr', got {regularization!r}")
+                raise InputError(f"regularization must be None or 'fpr', got {regularization!r}")
             regularization = _REGULARIZATIONS[key]
             if not isinstance(getattr(model_classifier, "num_classes", None), int):
                 raise TypeError(
@@ -234,7 +235,7 @@ class DisMaxLossSecondPart(nn.Module):
                     f"DisMaxLossFirstPart), got {type(model_classifier).__name__}"
                 )
         if not _is_number(alpha) or float(alpha) not in ALPHAS:
-            raise ValueError(
+            raise InputError(
                 f"alpha must be one of {ALPHAS}, got {alpha!r} (the third argument is alpha; "
                 "in the reference's May 2022 versions it was batches_to_accumulate: pass that "
                 "by keyword)"
@@ -244,7 +245,7 @@ class DisMaxLossSecondPart(nn.Module):
             or not isinstance(batches_to_accumulate, int)
             or batches_to_accumulate < 1
         ):
-            raise ValueError(
+            raise InputError(
                 f"batches_to_accumulate must be a positive integer, got {batches_to_accumulate!r}"
             )
         self.model_classifier = model_classifier
@@ -259,7 +260,7 @@ class DisMaxLossSecondPart(nn.Module):
         """Shuffle the batch; with FPR, mosaics in its last ``N - N // 2`` images."""
         if not isinstance(inputs, Tensor) or inputs.dim() != 4:
             shape = tuple(inputs.shape) if isinstance(inputs, Tensor) else type(inputs).__name__
-            raise ValueError(f"inputs must be a 4-D tensor (N, C, H, W), got {shape}")
+            raise InputError(f"inputs must be a 4-D tensor (N, C, H, W), got {shape}")
         n = inputs.shape[0]
         num_classes = getattr(self.model_classifier, "num_classes", None)
         if not isinstance(num_classes, int):

@@ -16,6 +16,7 @@ from torch import Tensor, nn
 
 from . import scores as _scores
 from ._checks import check_positive
+from .errors import InputError
 from .io import check_model_facts, field_error, is_number, load_file, require, save_file
 
 __all__ = ["OODDetector", "Prediction"]
@@ -221,7 +222,7 @@ class OODDetector:
             if y is not None:
                 labels.append(y.cpu())
         if not logits:
-            raise ValueError("the validation loader is empty: no in-distribution data to fit on")
+            raise InputError("the validation loader is empty: no in-distribution data to fit on")
         return (
             torch.cat(logits),
             torch.cat(labels) if labels else None,
@@ -256,7 +257,7 @@ class OODDetector:
         if self._posthoc is not None:
             if posthoc_fit_loader is None:
                 if not self._posthoc.is_fitted:
-                    raise ValueError(
+                    raise InputError(
                         f"score {self.score_name!r} is a post-hoc detector: pass "
                         "posthoc_fit_loader (ID training data, not the validation data that "
                         "sets the threshold)"
@@ -267,7 +268,7 @@ class OODDetector:
         logits = logits / self._divisor  # = raw logits / T, whichever holds T
         if calibrate is not None:
             if labels is None:
-                raise ValueError("calibrate needs labelled batches (inputs, labels)")
+                raise InputError("calibrate needs labelled batches (inputs, labels)")
             factor = fit_temperature(logits, labels, objective=calibrate)
             self.temperature = self.temperature * factor
             logits = logits / factor
@@ -312,7 +313,7 @@ class OODDetector:
                 )
             parts = [self.predict(_inputs(batch)) for batch in x]
             if not parts:
-                raise ValueError("the loader given to predict is empty")
+                raise InputError("the loader given to predict is empty")
             return Prediction(
                 *(torch.cat([getattr(p, f.name) for p in parts]) for f in fields(Prediction))
             )
@@ -361,7 +362,7 @@ class OODDetector:
         extra = meta.get("metadata") or {}
         if model is None:
             if "config" not in extra:
-                raise ValueError(
+                raise InputError(
                     f"{path} does not record its model configuration: pass the model, "
                     "OODDetector.load(path, model)"
                 )
@@ -374,7 +375,7 @@ class OODDetector:
         try:
             model.load_state_dict(tensors, strict=True)
         except RuntimeError as exc:
-            raise ValueError(
+            raise InputError(
                 f"{path} was saved from a {meta.get('model_class')} whose weights do not fit "
                 f"the given {type(model).__name__}: {' '.join(str(exc).split())[:400]}"
             ) from None

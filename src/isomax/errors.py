@@ -33,8 +33,9 @@ def is_user_error(exc: BaseException) -> bool:
     """True for a user's mistake: :class:`InputError`, a missing or unwritable path named by the
     user, a full disk, a missing optional dependency; False for anything else (a defect)."""
     from .data.errors import DownloadError
+    from .engine.checkpoint import RunFolderLockedError
 
-    if isinstance(exc, InputError | ImportError | DownloadError):
+    if isinstance(exc, InputError | ImportError | DownloadError | RunFolderLockedError):
         return True
     if isinstance(
         exc,

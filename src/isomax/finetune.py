@@ -28,6 +28,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from .errors import InputError
 from .heads import _DistanceHead
 from .methods import get_method
 
@@ -89,13 +90,13 @@ def find_last_linear(model: nn.Module) -> tuple[str, nn.Linear]:
         if found is not None:
             return found
     if present:
-        raise ValueError(
+        raise InputError(
             f"{type(model).__name__} has no linear classifier to replace: its classifier "
             f"attribute(s) {', '.join(present)} hold no nn.Linear"
         )
     found = _last_linear_in(model, "")
     if found is None:
-        raise ValueError(f"{type(model).__name__} has no nn.Linear layer to use as classifier")
+        raise InputError(f"{type(model).__name__} has no nn.Linear layer to use as classifier")
     return found
 
 
@@ -113,7 +114,7 @@ def _batches(data: Any, batch_size: int = 256) -> Iterable[Any]:
 
 def _split_batch(batch: Any, what: str) -> tuple[Tensor, Tensor]:
     if not isinstance(batch, list | tuple) or len(batch) < 2:
-        raise ValueError(f"{what} must yield (inputs, labels) pairs, got {type(batch).__name__}")
+        raise InputError(f"{what} must yield (inputs, labels) pairs, got {type(batch).__name__}")
     return batch[0], torch.as_tensor(batch[1])
 
 
@@ -139,17 +140,17 @@ def _class_means(
             captured.clear()
             model(x.to(ref.device))
             if not captured:
-                raise ValueError("data: the model never called its classifier layer")
+                raise InputError("data: the model never called its classifier layer")
             f = captured[-1]
             if f.dim() != 2 or f.shape[0] != len(y):
-                raise ValueError(
+                raise InputError(
                     f"the classifier layer received inputs of shape {tuple(f.shape)}; class-mean "
                     f"initialisation needs (N, D) features with N = {len(y)} labels per batch"
                 )
             y = y.to(torch.long).cpu()
             bad = y[(y < 0) | (y >= num_classes)]
             if len(bad):
-                raise ValueError(
+                raise InputError(
                     f"data: labels must lie in [0, {num_classes}), found {int(bad[0])}"
                 )
             f = f.detach().double().cpu()
@@ -161,7 +162,7 @@ def _class_means(
         handle.remove()
         model.train(was_training)
     if sums is None:
-        raise ValueError("data is empty: no batch to compute class means from")
+        raise InputError("data is empty: no batch to compute class means from")
     return sums / counts.clamp_min(1).unsqueeze(1), counts
 
 
@@ -211,19 +212,19 @@ def replace_classifier(
     """
     spec = get_method(method)
     if init not in _INITS:
-        raise ValueError(f"init must be one of {', '.join(_INITS)}, got {init!r}")
+        raise InputError(f"init must be one of {', '.join(_INITS)}, got {init!r}")
     name, old = find_last_linear(model)
     n = old.out_features if num_classes is None else num_classes
     if isinstance(n, bool) or not isinstance(n, int) or n < 1:
-        raise ValueError(f"num_classes must be a positive integer, got {num_classes!r}")
+        raise InputError(f"num_classes must be a positive integer, got {num_classes!r}")
     same = n == old.out_features
     if init == "weights" and not same:
-        raise ValueError(
+        raise InputError(
             f"init='weights' needs num_classes equal to the old layer's out_features "
             f"({old.out_features}), got {n}"
         )
     if init == "class_means" and data is None:
-        raise ValueError("init='class_means' needs data: a loader of (inputs, labels)")
+        raise InputError("init='class_means' needs data: a loader of (inputs, labels)")
     if init == "auto":
         if spec.head == "isomax":  # unnormalised distances: prototypes at the features' scale
             init = "class_means" if data is not None else "weights" if same else "default"
@@ -293,9 +294,9 @@ def _find_head(model: nn.Module) -> tuple[str, nn.Module] | None:
 
 def _check_number(value: Any, name: str, minimum: float, strict: bool) -> float:
     if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
-        raise ValueError(f"{name} must be a finite number, got {value!r}")
+        raise InputError(f"{name} must be a finite number, got {value!r}")
     if value < minimum or (strict and value == minimum):
-        raise ValueError(f"{name} must be {'>' if strict else '>='} {minimum}, got {value!r}")
+        raise InputError(f"{name} must be {'>' if strict else '>='} {minimum}, got {value!r}")
     return float(value)
 
 
@@ -307,10 +308,10 @@ def _materialise(data: Any, what: str) -> tuple[Tensor, Tensor, int]:
         xs.append(torch.as_tensor(x).detach().cpu())
         ys.append(y.detach().cpu().to(torch.long))
     if not xs:
-        raise ValueError(f"{what} is empty")
+        raise InputError(f"{what} is empty")
     shapes = {tuple(x.shape[1:]) for x in xs}
     if len(shapes) != 1:
-        raise ValueError(f"{what} yields inputs of several shapes: {sorted(shapes)}")
+        raise InputError(f"{what} yields inputs of several shapes: {sorted(shapes)}")
     return torch.cat(xs), torch.cat(ys), len(xs[0])
 
 
@@ -374,7 +375,7 @@ def finetune(
     if not isinstance(model, nn.Module):
         raise TypeError(f"model must be an nn.Module, got {type(model).__name__}")
     if isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 1:
-        raise ValueError(f"epochs must be a positive integer, got {epochs!r}")
+        raise InputError(f"epochs must be a positive integer, got {epochs!r}")
     lr = _check_number(lr, "lr", 0.0, strict=True)
     head_lr = 10.0 * lr if head_lr is None else _check_number(head_lr, "head_lr", 0.0, True)
     weight_decay = _check_number(weight_decay, "weight_decay", 0.0, strict=False)
@@ -387,13 +388,13 @@ def finetune(
         try:
             find_last_linear(model)
         except ValueError as error:
-            raise ValueError(
+            raise InputError(
                 f"method {spec.name!r} needs a distance head and the model has none to put "
                 f"in place: {error}; attach one yourself (e.g. isomax.build_head)"
             ) from None
         replace_classifier(model, spec.name)
     if _find_head(model) is None:
-        raise ValueError(
+        raise InputError(
             "the model has no classifier head to train (no distance head, no nn.Linear)"
             + ("; freeze_backbone=True needs one" if freeze_backbone else "")
         )
@@ -477,7 +478,7 @@ def load_pretrained(
         raise TypeError(f"name must be a string, got {type(name).__name__}")
     source, _, arch = name.partition(":")
     if source not in ("torchvision", "timm") or not arch:
-        raise ValueError(
+        raise InputError(
             f"name must be 'torchvision:ARCH' or 'timm:ARCH' (e.g. 'torchvision:resnet18'), "
             f"got {name!r}"
         )

@@ -21,6 +21,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ._checks import check_float_matrix, check_labels, check_positive
+from .errors import InputError
 
 __all__ = [
     "FPRLoss",
@@ -68,17 +69,17 @@ class FractionalProbabilityRegularization:
 
     def __init__(self, num_classes: int, generator: torch.Generator | None = None) -> None:
         if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 1:
-            raise ValueError(f"num_classes must be a positive integer, got {num_classes!r}")
+            raise InputError(f"num_classes must be a positive integer, got {num_classes!r}")
         self.num_classes = num_classes
         self.generator = generator
 
     def __call__(self, images: Tensor, labels: Tensor) -> tuple[Tensor, FPRTargets]:
         if not isinstance(images, Tensor) or images.dim() != 4:
             shape = tuple(images.shape) if isinstance(images, Tensor) else type(images).__name__
-            raise ValueError(f"images must be a 4-D tensor (N, C, H, W), got {shape}")
+            raise InputError(f"images must be a 4-D tensor (N, C, H, W), got {shape}")
         n = images.shape[0]
         if n == 0:
-            raise ValueError("images must hold at least one image, got an empty batch")
+            raise InputError("images must hold at least one image, got an empty batch")
         check_labels(labels, "labels", n, self.num_classes, ignore_index=-(2**62))
         labels = labels.long()
         perm = torch.randperm(n, generator=self.generator).to(images.device)
@@ -132,7 +133,7 @@ class FPRLoss(nn.Module):
         super().__init__()
         self.entropic_scale = check_positive(entropic_scale, "entropic_scale")
         if float(alpha) not in ALPHAS:
-            raise ValueError(f"alpha must be one of {ALPHAS}, got {alpha!r}")
+            raise InputError(f"alpha must be one of {ALPHAS}, got {alpha!r}")
         self.alpha = float(alpha)
 
     def forward(self, logits: Tensor, targets: FPRTargets | Tensor) -> Tensor:
@@ -147,7 +148,7 @@ class FPRLoss(nn.Module):
                 f"targets must be FPRTargets or a tensor of labels, got {type(targets).__name__}"
             )
         if targets.probs.shape != logits.shape:
-            raise ValueError(
+            raise InputError(
                 f"targets.probs has shape {tuple(targets.probs.shape)}, expected the logits "
                 f"shape {tuple(logits.shape)}"
             )

@@ -20,6 +20,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ._checks import check_float_matrix, check_positive
+from .errors import InputError
 
 __all__ = [
     "DisMaxHead",
@@ -201,7 +202,7 @@ class _DistanceHead(nn.Module):
         super().__init__()
         for name, value in (("in_features", in_features), ("num_classes", num_classes)):
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"{name} must be a positive integer, got {value!r}")
+                raise InputError(f"{name} must be a positive integer, got {value!r}")
         self.in_features = in_features
         self.num_classes = num_classes
         self.prototypes = nn.Parameter(torch.empty(num_classes, in_features))
@@ -301,5 +302,5 @@ def build_head(name: str, in_features: int, num_classes: int) -> nn.Module:
     """Build a head by name: ``linear`` (= ``softmax``), ``isomax``, ``isomaxplus``, ``dismax``."""
     key = name.lower().replace("-", "").replace("_", "").replace("+", "plus")
     if key not in _HEADS:
-        raise ValueError(f"unknown head {name!r}; valid names: {', '.join(available_heads())}")
+        raise InputError(f"unknown head {name!r}; valid names: {', '.join(available_heads())}")
     return _HEADS[key](in_features, num_classes)

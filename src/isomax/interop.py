@@ -26,6 +26,7 @@ from torch import Tensor, nn
 
 from . import scores as _scores
 from ._checks import check_positive
+from .errors import InputError
 from .io import atomic_write_bytes
 
 __all__ = ["OPENOOD_COLUMNS", "PytorchOODDetector", "to_openood_csv"]
@@ -209,7 +210,7 @@ def _as_parts(evaluation: Any) -> tuple[Mapping[str, Any], float | None]:
             f"got {type(evaluation).__name__}"
         )
     if not isinstance(ood, Mapping) or not ood:
-        raise ValueError("evaluation holds no OOD results (its 'ood' entry is missing or empty)")
+        raise InputError("evaluation holds no OOD results (its 'ood' entry is missing or empty)")
     acc = id_metrics.get("accuracy") if isinstance(id_metrics, Mapping) else None
     return ood, None if acc is None else float(acc)
 
@@ -262,7 +263,7 @@ def to_openood_csv(
     if accuracy is not None:
         acc = float(accuracy)
     if acc is None or not 0.0 <= acc <= 1.0:
-        raise ValueError(
+        raise InputError(
             f"accuracy must be a fraction in [0, 1] (from the evaluation's ID metrics or the "
             f"accuracy argument), got {acc!r}"
         )
@@ -271,27 +272,27 @@ def to_openood_csv(
     for arg, names in (("near", near_names), ("far", far_names)):
         unknown = [n for n in names if n not in ood]
         if unknown:
-            raise ValueError(
+            raise InputError(
                 f"{arg}: unknown OOD set(s) {', '.join(map(repr, unknown))}; the evaluation "
                 f"has {', '.join(map(repr, ood))}"
             )
     both = [n for n in near_names if n in far_names]
     if both:
-        raise ValueError(f"OOD set(s) {', '.join(map(repr, both))} are both in near and far")
+        raise InputError(f"OOD set(s) {', '.join(map(repr, both))} are both in near and far")
     if not near_names and not far_names:
-        raise ValueError("no OOD set to write: near and far are both empty")
+        raise InputError("no OOD set to write: near and far are both empty")
 
     def values(name: str) -> list[float]:
         per_score = ood[name]
         if score not in per_score:
-            raise ValueError(
+            raise InputError(
                 f"score {score!r} not in the evaluation of {name!r}; it has "
                 f"{', '.join(map(repr, per_score))}"
             )
         metrics = per_score[score]
         missing = [k for k in _KEYS.values() if k not in metrics]
         if missing:
-            raise ValueError(
+            raise InputError(
                 f"the evaluation of {name!r} / {score!r} lacks {', '.join(missing)} "
                 "(OpenOOD's FPR@95 needs an evaluation run with tpr=0.95; the trapezoidal "
                 "AUPRs are in evaluations made by isomax.metrics.ood_metrics since 0.1.0)"

@@ -19,6 +19,8 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from .errors import InputError
+
 __all__ = [
     "FORMAT_VERSION",
     "MAX_INPUT_SIDE",
@@ -35,11 +37,11 @@ FORMAT_VERSION = 1
 _META_KEY = "isomax"
 
 
-class UnsafeFileError(ValueError):
+class UnsafeFileError(InputError):
     """A file that would need unpickling (and could run code) was refused."""
 
 
-class MetadataError(ValueError):
+class MetadataError(InputError):
     """A file's isomax metadata is missing a field or holds a value of the wrong kind."""
 
 
@@ -255,7 +257,7 @@ def _refuse_truncated(path: Path, data: bytes) -> None:
     if len(data) >= 9 and data[8:9] == b"{":
         (n,) = struct.unpack("<Q", data[:8])
         if 8 + n > len(data):
-            raise ValueError(
+            raise InputError(
                 f"{path} is not a valid safetensors file (corrupt or truncated?): it is "
                 f"truncated, its header needs {8 + n} bytes and the file has {len(data)}"
             )
@@ -293,24 +295,24 @@ def load_file(
         (n,) = struct.unpack("<Q", data[:8])
         header = json.loads(data[8 : 8 + n])
     except (SafetensorError, OSError, ValueError, struct.error) as exc:
-        raise ValueError(
+        raise InputError(
             f"{path} is not a valid safetensors file (corrupt or truncated?): {exc}"
         ) from None
     raw = (header.get("__metadata__") or {}).get(_META_KEY)
     if raw is None:
-        raise ValueError(f"{path} is a safetensors file but not an isomax {kind} (no metadata)")
+        raise InputError(f"{path} is a safetensors file but not an isomax {kind} (no metadata)")
     try:
         meta = json.loads(raw)
     except ValueError:
-        raise ValueError(f"{path}: the isomax metadata is not valid JSON (corrupt file?)") from None
+        raise InputError(f"{path}: the isomax metadata is not valid JSON (corrupt file?)") from None
     if not isinstance(meta, dict):
-        raise ValueError(f"{path}: the isomax metadata is not a JSON object (corrupt file?)")
+        raise InputError(f"{path}: the isomax metadata is not a JSON object (corrupt file?)")
 
     if meta.get("kind") != kind:
-        raise ValueError(f"{path} holds an isomax {meta.get('kind')!r}, expected a {kind!r}")
+        raise InputError(f"{path} holds an isomax {meta.get('kind')!r}, expected a {kind!r}")
     version = meta.get("format_version")
     if not isinstance(version, int) or version > FORMAT_VERSION:
-        raise ValueError(
+        raise InputError(
             f"{path} has format version {version!r}; this isomax reads versions up to "
             f"{FORMAT_VERSION}: upgrade isomax"
         )

@@ -12,6 +12,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ._checks import check_float_matrix, check_labels, check_positive
+from .errors import InputError
 
 __all__ = ["IsoMaxLoss"]
 
@@ -35,7 +36,7 @@ class IsoMaxLoss(nn.Module):
     ) -> None:
         super().__init__()
         if reduction not in _REDUCTIONS:
-            raise ValueError(f"reduction must be one of {_REDUCTIONS}, got {reduction!r}")
+            raise InputError(f"reduction must be one of {_REDUCTIONS}, got {reduction!r}")
         self.entropic_scale = check_positive(entropic_scale, "entropic_scale")
         self.reduction = reduction
         self.ignore_index = int(ignore_index)

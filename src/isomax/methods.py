@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 from torch import nn
 
+from .errors import InputError
 from .fpr import FPRLoss
 from .heads import DisMaxHead, IsoMaxHead, IsoMaxPlusHead, build_head
 from .losses import IsoMaxLoss
@@ -30,7 +31,7 @@ class Method:
         """The training loss; DisMax with ``fpr_alpha`` set uses :class:`isomax.FPRLoss`."""
         if fpr_alpha is not None:
             if self.name != "dismax":
-                raise ValueError(f"FPR is a DisMax option, not available for {self.name!r}")
+                raise InputError(f"FPR is a DisMax option, not available for {self.name!r}")
             return FPRLoss(self.entropic_scale, fpr_alpha)
         return IsoMaxLoss(self.entropic_scale)
 
@@ -49,7 +50,7 @@ def get_method(name: str) -> Method:
     """Look a method up by name: ``softmax``, ``isomax``, ``isomaxplus`` (``isomax+``), ``dismax``."""
     key = name.lower().replace("-", "").replace("_", "").replace("+", "plus")
     if key not in METHODS:
-        raise ValueError(f"unknown loss {name!r}; valid losses: {', '.join(METHODS)}")
+        raise InputError(f"unknown loss {name!r}; valid losses: {', '.join(METHODS)}")
     return METHODS[key]
 
 

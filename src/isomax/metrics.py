@@ -30,6 +30,8 @@ from typing import Any
 import numpy as np
 import torch
 
+from .errors import InputError
+
 __all__ = [
     "NLL_EPS",
     "accuracy",
@@ -97,7 +99,7 @@ def _check_finite(x: np.ndarray, name: str) -> None:
     bad = np.flatnonzero(~np.isfinite(x.reshape(-1)))
     first = np.unravel_index(int(bad[0]), x.shape)
     where = int(first[0]) if x.ndim == 1 else tuple(int(i) for i in first)
-    raise ValueError(
+    raise InputError(
         f"{name} must be finite, found {bad.size} NaN/inf value(s) "
         f"(first at index {where}: {x.reshape(-1)[bad[0]]})"
     )
@@ -108,9 +110,9 @@ def _check_scores(x: Any, name: str) -> tuple[np.ndarray, str]:
     arr, dtype_name = _to_numpy(x, name)
     _check_numeric(arr, name)
     if arr.ndim != 1:
-        raise ValueError(f"{name} must be 1-D, got shape {tuple(arr.shape)}")
+        raise InputError(f"{name} must be 1-D, got shape {tuple(arr.shape)}")
     if arr.size == 0:
-        raise ValueError(f"{name} must not be empty")
+        raise InputError(f"{name} must not be empty")
     _check_finite(arr, name)
     return arr, dtype_name
 
@@ -136,7 +138,7 @@ def _check_rate(rate: Any, name: str) -> float:
         raise TypeError(f"{name} must be a real number in (0, 1], got {type(rate).__name__}")
     value = float(rate)
     if not 0.0 < value <= 1.0:  # also rejects NaN
-        raise ValueError(f"{name} must be in (0, 1], got {rate!r}")
+        raise InputError(f"{name} must be in (0, 1], got {rate!r}")
     return value
 
 
@@ -144,7 +146,7 @@ def _check_n_bins(n_bins: Any) -> int:
     if isinstance(n_bins, bool) or not isinstance(n_bins, (int, np.integer)):
         raise TypeError(f"n_bins must be an int, got {type(n_bins).__name__}")
     if n_bins < 1:
-        raise ValueError(f"n_bins must be >= 1, got {n_bins}")
+        raise InputError(f"n_bins must be >= 1, got {n_bins}")
     return int(n_bins)
 
 
@@ -153,9 +155,9 @@ def _check_matrix(x: Any, name: str) -> np.ndarray:
     arr, _ = _to_numpy(x, name)
     _check_numeric(arr, name)
     if arr.ndim != 2:
-        raise ValueError(f"{name} must be 2-D [N, C], got shape {tuple(arr.shape)}")
+        raise InputError(f"{name} must be 2-D [N, C], got shape {tuple(arr.shape)}")
     if arr.shape[0] == 0 or arr.shape[1] == 0:
-        raise ValueError(f"{name} must have at least one row and one column, got {arr.shape}")
+        raise InputError(f"{name} must have at least one row and one column, got {arr.shape}")
     _check_finite(arr, name)
     return arr
 
@@ -166,13 +168,13 @@ def _check_labels(labels: Any, n: int, n_classes: int, name: str = "labels") -> 
     if arr.dtype.kind == "b" or arr.dtype.kind not in "iu":
         raise TypeError(f"{name} must have an integer dtype, got {arr.dtype}")
     if arr.ndim != 1:
-        raise ValueError(f"{name} must be 1-D, got shape {tuple(arr.shape)}")
+        raise InputError(f"{name} must be 1-D, got shape {tuple(arr.shape)}")
     if arr.shape[0] != n:
-        raise ValueError(f"{name} has length {arr.shape[0]}, expected {n} (one per row)")
+        raise InputError(f"{name} has length {arr.shape[0]}, expected {n} (one per row)")
     lo, hi = int(arr.min()), int(arr.max())
     if lo < 0 or hi >= n_classes:
         bad = lo if lo < 0 else hi
-        raise ValueError(f"{name} must be in [0, {n_classes}), found {bad}")
+        raise InputError(f"{name} must be in [0, {n_classes}), found {bad}")
     return arr.astype(np.int64, copy=False)
 
 
@@ -180,14 +182,14 @@ def _check_probs(probs: Any, name: str = "probs") -> np.ndarray:
     """Validate an ``[N, C]`` matrix of probabilities; return it as float64."""
     p = _check_matrix(probs, name).astype(np.float64, copy=False)
     if p.min() < 0.0 or p.max() > 1.0:
-        raise ValueError(
+        raise InputError(
             f"{name} must hold probabilities in [0, 1], got values in [{p.min()}, {p.max()}] "
             "(pass softmax outputs, not logits)"
         )
     sums = p.sum(axis=1)
     off = np.flatnonzero(np.abs(sums - 1.0) > _ROW_SUM_ATOL)
     if off.size:
-        raise ValueError(
+        raise InputError(
             f"{name} rows must sum to 1 (tolerance {_ROW_SUM_ATOL}), row {int(off[0])} sums to "
             f"{sums[off[0]]} (pass softmax outputs, not logits)"
         )

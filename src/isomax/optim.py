@@ -6,6 +6,7 @@ from typing import Any
 
 from torch import nn
 
+from .errors import InputError
 from .heads import _DistanceHead
 
 __all__ = ["param_groups"]
@@ -36,7 +37,7 @@ def param_groups(
         A list of one or two groups (an empty group is left out).
     """
     if weight_decay < 0:
-        raise ValueError(f"weight_decay must be >= 0, got {weight_decay!r}")
+        raise InputError(f"weight_decay must be >= 0, got {weight_decay!r}")
     excluded: set[int] = set()
     for module in model.modules():
         if isinstance(module, _DistanceHead):

@@ -28,6 +28,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import torch
 
+from .errors import InputError
+
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
@@ -90,7 +92,7 @@ def _styles(names: Sequence[str], arg: str) -> list[tuple[str, str, str]]:
             raise TypeError(f"{arg} keys must be method names (str), got {name!r}")
         canon = _canonical(name) if _canonical(name) in _KNOWN else name
         if canon in seen:
-            raise ValueError(f"{arg} has keys {seen[canon]!r} and {name!r} for the same method")
+            raise InputError(f"{arg} has keys {seen[canon]!r} and {name!r} for the same method")
         seen[canon] = name
     known = [(seen[k], *_KNOWN[k]) for k in _KNOWN if k in seen]
     unknown = [n for k, n in seen.items() if k not in _KNOWN]
@@ -103,7 +105,7 @@ def _check_path(path: str | os.PathLike[str]) -> Path:
         raise TypeError(f"path must be a str or os.PathLike, got {type(path).__name__}")
     out = Path(path)
     if out.suffix.lower() != ".png":
-        raise ValueError(f"path must end in .png, got {str(out)!r}")
+        raise InputError(f"path must end in .png, got {str(out)!r}")
     return out
 
 
@@ -162,13 +164,13 @@ def _as_float_array(x: Any, name: str, none_is_nan: bool = False) -> np.ndarray:
 def _check_scores_1d(x: Any, name: str) -> np.ndarray:
     arr = _as_float_array(x, name)
     if arr.ndim != 1:
-        raise ValueError(f"{name} must be 1-D, got shape {tuple(arr.shape)}")
+        raise InputError(f"{name} must be 1-D, got shape {tuple(arr.shape)}")
     if arr.size == 0:
-        raise ValueError(f"{name} is empty")
+        raise InputError(f"{name} is empty")
     bad = ~np.isfinite(arr)
     if bad.any():
         n_nan = int(np.isnan(arr).sum())
-        raise ValueError(
+        raise InputError(
             f"{name} must be finite, found {n_nan} NaN and {int(bad.sum()) - n_nan} infinite "
             f"value(s) among {arr.size}"
         )
@@ -179,7 +181,7 @@ def _check_mapping(x: Any, name: str) -> Mapping[Any, Any]:
     if not isinstance(x, Mapping):
         raise TypeError(f"{name} must be a mapping, got {type(x).__name__}")
     if len(x) == 0:
-        raise ValueError(f"{name} is empty: expected at least one entry")
+        raise InputError(f"{name} is empty: expected at least one entry")
     return x
 
 
@@ -214,7 +216,7 @@ def _check_id_ood(
     if set(id_scores) != set(ood_scores):
         only_id = sorted(map(str, set(id_scores) - set(ood_scores)))
         only_ood = sorted(map(str, set(ood_scores) - set(id_scores)))
-        raise ValueError(
+        raise InputError(
             "id_scores and ood_scores must have the same method keys; "
             f"only in id_scores: {only_id}, only in ood_scores: {only_ood}"
         )
@@ -230,7 +232,7 @@ def _check_id_ood(
         if ood_names is None:
             ood_names = list(sets)
         elif set(sets) != set(ood_names):
-            raise ValueError(
+            raise InputError(
                 f"ood_scores[{method!r}] has OOD sets {sorted(sets)}, but "
                 f"ood_scores[{styles[0][0]!r}] has {sorted(ood_names)}: every method needs "
                 "the same OOD sets"
@@ -238,7 +240,7 @@ def _check_id_ood(
         for ood in ood_names:
             runs = _check_runs(sets[ood], f"ood_scores[{method!r}][{ood!r}]")
             if len(runs) != len(ids[method]):
-                raise ValueError(
+                raise InputError(
                     f"ood_scores[{method!r}][{ood!r}] has {len(runs)} seed(s), "
                     f"id_scores[{method!r}] has {len(ids[method])}"
                 )
@@ -333,7 +335,7 @@ def plot_score_histograms(
             raise TypeError(f"score_names must be a mapping, got {type(score_names).__name__}")
         unknown = sorted(map(str, set(score_names) - set(ids)))
         if unknown:
-            raise ValueError(f"score_names has methods not in id_scores: {unknown}")
+            raise InputError(f"score_names has methods not in id_scores: {unknown}")
         for method, score in score_names.items():
             if not isinstance(score, str):
                 raise TypeError(f"score_names[{method!r}] must be a str, got {score!r}")
@@ -425,34 +427,34 @@ def _check_diagram(
     _check_mapping(diagram, name)
     missing = [k for k in ("edges", "confidence", "accuracy", "counts") if k not in diagram]
     if missing:
-        raise ValueError(f"{name} lacks the key(s) {missing}")
+        raise InputError(f"{name} lacks the key(s) {missing}")
     edges = _as_float_array(diagram["edges"], f"{name}['edges']", none_is_nan=True)
     if edges.ndim != 1 or edges.size < 2:
-        raise ValueError(f"{name}['edges'] must be 1-D with n_bins + 1 >= 2 values")
+        raise InputError(f"{name}['edges'] must be 1-D with n_bins + 1 >= 2 values")
     if not np.isfinite(edges).all() or (np.diff(edges) <= 0).any():
-        raise ValueError(f"{name}['edges'] must be finite and strictly increasing")
+        raise InputError(f"{name}['edges'] must be finite and strictly increasing")
     if edges[0] < 0 or edges[-1] > 1:
-        raise ValueError(f"{name}['edges'] must lie in [0, 1], got [{edges[0]}, {edges[-1]}]")
+        raise InputError(f"{name}['edges'] must lie in [0, 1], got [{edges[0]}, {edges[-1]}]")
     n_bins = edges.size - 1
     parts = []
     for key in ("confidence", "accuracy", "counts"):
         arr = _as_float_array(diagram[key], f"{name}[{key!r}]", none_is_nan=True)
         if arr.shape != (n_bins,):
-            raise ValueError(
+            raise InputError(
                 f"{name}[{key!r}] must have shape ({n_bins},) to match the {n_bins + 1} edges, "
                 f"got {tuple(arr.shape)}"
             )
         parts.append(arr)
     conf, acc, counts = parts
     if not np.isfinite(counts).all() or (counts < 0).any():
-        raise ValueError(f"{name}['counts'] must be finite and >= 0")
+        raise InputError(f"{name}['counts'] must be finite and >= 0")
     if counts.sum() <= 0:
-        raise ValueError(f"{name}['counts'] adds up to 0: the diagram holds no samples")
+        raise InputError(f"{name}['counts'] adds up to 0: the diagram holds no samples")
     full = counts > 0
     for key, arr in (("confidence", conf), ("accuracy", acc)):
         v = arr[full]
         if not np.isfinite(v).all() or (v < 0).any() or (v > 1).any():
-            raise ValueError(f"{name}[{key!r}] must lie in [0, 1] for every non-empty bin")
+            raise InputError(f"{name}[{key!r}] must lie in [0, 1] for every non-empty bin")
     return edges, conf, acc, counts
 
 
@@ -522,14 +524,14 @@ def _check_history(rows: Any, name: str) -> dict[str, np.ndarray]:
     if isinstance(rows, str | bytes | Mapping) or not isinstance(rows, Sequence):
         raise TypeError(f"{name} must be a sequence of per-epoch dicts, got {type(rows).__name__}")
     if len(rows) == 0:
-        raise ValueError(f"{name} is empty: expected at least one epoch")
+        raise InputError(f"{name} is empty: expected at least one epoch")
     cols: dict[str, list[float]] = {k: [] for k in ("epoch", "train_loss", "train_acc", "val_acc")}
     for i, row in enumerate(rows):
         if not isinstance(row, Mapping):
             raise TypeError(f"{name}[{i}] must be a dict, got {type(row).__name__}")
         missing = [k for k in ("epoch", "train_loss", "train_acc") if k not in row]
         if missing:
-            raise ValueError(f"{name}[{i}] lacks the key(s) {missing}")
+            raise InputError(f"{name}[{i}] lacks the key(s) {missing}")
         for key, values in cols.items():
             value = row.get(key)
             if value is None:  # missing, or JSON's null for NaN
@@ -540,7 +542,7 @@ def _check_history(rows: Any, name: str) -> dict[str, np.ndarray]:
                 raise TypeError(f"{name}[{i}][{key!r}] must be a number, got {value!r}") from None
     out = {k: np.asarray(v, dtype=np.float64) for k, v in cols.items()}
     if not np.isfinite(out["epoch"]).all():
-        raise ValueError(f"{name}: every 'epoch' must be a finite number")
+        raise InputError(f"{name}: every 'epoch' must be a finite number")
     return out
 
 

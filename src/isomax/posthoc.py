@@ -46,6 +46,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ._checks import check_float_matrix, check_positive
+from .errors import InputError
 
 __all__ = [
     "DETECTORS",
@@ -111,9 +112,9 @@ def _check_batch_labels(labels: Any, n: int) -> Tensor:
     if y.is_floating_point() or y.is_complex() or y.dtype == torch.bool:
         raise TypeError(f"labels must hold integer class indices, got dtype {y.dtype}")
     if y.dim() != 1 or y.shape[0] != n:
-        raise ValueError(f"labels must have shape ({n},) to match the batch, got {tuple(y.shape)}")
+        raise InputError(f"labels must have shape ({n},) to match the batch, got {tuple(y.shape)}")
     if n and int(y.min()) < 0:
-        raise ValueError(f"labels must be >= 0, found {int(y.min())}")
+        raise InputError(f"labels must be >= 0, found {int(y.min())}")
     return y.long()
 
 
@@ -227,7 +228,7 @@ class PosthocDetector:
                 labels: Tensor | None = None
                 if self.requires_labels:
                     if y is None:
-                        raise ValueError(
+                        raise InputError(
                             f"{type(self).__name__} needs class labels: id_loader must yield "
                             "(inputs, labels) pairs, got a batch of inputs only"
                         )
@@ -238,7 +239,7 @@ class PosthocDetector:
                 self._update(f, None if labels is None else labels.to(f.device))
                 n += f.shape[0]
             if n == 0:
-                raise ValueError(
+                raise InputError(
                     f"id_loader yielded no samples: {type(self).__name__} needs "
                     "in-distribution data to fit on"
                 )
@@ -276,7 +277,7 @@ class PosthocDetector:
         """Scores of every input of ``loader`` (``x`` or ``(x, y, ...)`` batches), on the CPU."""
         parts = [self.score(_split_batch(batch)[0]).cpu() for batch in loader]
         if not parts:
-            raise ValueError("loader yielded no batches to score")
+            raise InputError("loader yielded no batches to score")
         return torch.cat(parts)
 
     def state_dict(self) -> dict[str, Tensor]:
@@ -298,7 +299,7 @@ class PosthocDetector:
         """Restore what :meth:`state_dict` saved; the detector is then fitted."""
         missing = [k for k in ("num_features", *self.state_names) if k not in state]
         if missing:
-            raise ValueError(f"{type(self).__name__} state lacks {missing}")
+            raise InputError(f"{type(self).__name__} state lacks {missing}")
         device = _model_device(self.model)
         for name in self.state_names:
             value = state[name]
@@ -326,7 +327,7 @@ class PosthocDetector:
         if self.num_features is None:
             self.num_features = int(f.shape[1])
         elif f.shape[1] != self.num_features:
-            raise ValueError(
+            raise InputError(
                 f"model.features(x) has {f.shape[1]} columns, but the detector was fitted on "
                 f"{self.num_features}-dimensional features"
             )
@@ -407,7 +408,7 @@ class MahalanobisDetector(PosthocDetector):
         super().__init__(model)
         ridge_value = float(ridge)
         if not math.isfinite(ridge_value) or ridge_value < 0:
-            raise ValueError(f"ridge must be a finite number >= 0, got {ridge!r}")
+            raise InputError(f"ridge must be a finite number >= 0, got {ridge!r}")
         self.ridge = ridge_value
         self.means: Tensor | None = None  #: (C', D) float64 means of the classes seen
         self.classes: Tensor | None = None  #: (C',) labels of those classes
@@ -513,9 +514,9 @@ class KNNDetector(PosthocDetector):
             ("bank_chunk_size", bank_chunk_size),
         ):
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"{arg} must be a positive integer, got {value!r}")
+                raise InputError(f"{arg} must be a positive integer, got {value!r}")
         if backend not in ("torch", "faiss"):
-            raise ValueError(f"backend must be 'torch' or 'faiss', got {backend!r}")
+            raise InputError(f"backend must be 'torch' or 'faiss', got {backend!r}")
         if backend == "faiss":
             try:
                 import faiss  # noqa: F401
@@ -544,7 +545,7 @@ class KNNDetector(PosthocDetector):
 
     def _finish(self, n: int) -> None:
         if self.k > n:
-            raise ValueError(f"k={self.k} exceeds the number of fit samples ({n}); use k <= {n}")
+            raise InputError(f"k={self.k} exceeds the number of fit samples ({n}); use k <= {n}")
         self.bank = torch.cat(self._parts)
         self._parts = []
         self._after_load()
@@ -623,7 +624,7 @@ class ViMDetector(PosthocDetector):
     ) -> None:
         super().__init__(model)
         if dim is not None and (isinstance(dim, bool) or not isinstance(dim, int) or dim < 1):
-            raise ValueError(f"dim must be None or a positive integer, got {dim!r}")
+            raise InputError(f"dim must be None or a positive integer, got {dim!r}")
         if not isinstance(signed_alpha, bool):
             raise TypeError(f"signed_alpha must be True or False, got {signed_alpha!r}")
         self.dim = dim
@@ -655,7 +656,7 @@ class ViMDetector(PosthocDetector):
 
     def _update(self, f: Tensor, y: Tensor | None) -> None:
         if f.shape[1] != self._u.shape[0]:
-            raise ValueError(
+            raise InputError(
                 f"model.features(x) has {f.shape[1]} columns but the head's weight has "
                 f"{self._u.shape[0]}"
             )
@@ -671,7 +672,7 @@ class ViMDetector(PosthocDetector):
         d = self._gram.shape[0]
         dim = self.default_dim(d) if self.dim is None else self.dim
         if not 1 <= dim < d:
-            raise ValueError(
+            raise InputError(
                 f"dim must satisfy 1 <= dim < D = {d} (the feature size), got {dim}"
                 + (" from the default rule: ViM needs D >= 2" if self.dim is None else "")
             )
@@ -689,7 +690,7 @@ class ViMDetector(PosthocDetector):
         # Below 1e-9 of the mean norm the residual is float64 round-off: the fit features lie in
         # the principal subspace and alpha would be meaningless.
         if not mean_residual > 1e-9 * norms / n:
-            raise ValueError(
+            raise InputError(
                 f"the residual norms of the fit features are all zero: the features span at most "
                 f"{dim} dimensions, so dim={dim} leaves nothing outside the principal subspace; "
                 "use a smaller dim or more fit data"
@@ -736,7 +737,7 @@ class ReActDetector(PosthocDetector):
         except (TypeError, ValueError):
             raise TypeError(f"percentile must be a number, got {percentile!r}") from None
         if not 0 < p <= 100:
-            raise ValueError(f"percentile must lie in (0, 100], got {percentile!r}")
+            raise InputError(f"percentile must lie in (0, 100], got {percentile!r}")
         self.percentile = p
         self.threshold: float | None = None
 
@@ -791,7 +792,7 @@ def get_detector(name: str, model: nn.Module, **kwargs: Any) -> PosthocDetector:
     """
     key = name.lower() if isinstance(name, str) else None
     if key is None or key not in DETECTORS:
-        raise ValueError(
+        raise InputError(
             f"unknown post-hoc detector {name!r}; valid names: {', '.join(posthoc_names())}"
         )
     return DETECTORS[key](model, **kwargs)

@@ -11,6 +11,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from .errors import InputError
 from .io import atomic_write_bytes, json_safe
 from .methods import get_method
 
@@ -397,7 +398,7 @@ def write_report(
     """Write ``results.json``, ``summary.csv``, ``full.csv``, the figures and ``report.md``."""
     out = Path(out)
     if not runs:
-        raise ValueError("no runs to report")
+        raise InputError("no runs to report")
     agg = aggregate(runs) if agg is None else agg
     write_json(out / "results.json", {"units": UNITS, "aggregate": agg, "runs": list(runs)})
     rows = flat_rows(runs)

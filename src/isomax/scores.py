@@ -14,6 +14,7 @@ import torch
 from torch import Tensor
 
 from ._checks import check_float_matrix, check_positive
+from .errors import InputError
 
 __all__ = [
     "energy",
@@ -34,7 +35,7 @@ Score = Callable[..., Tensor]
 def _scaled(logits: Tensor, temperature: float) -> Tensor:
     check_float_matrix(logits, "logits")
     if logits.shape[1] == 0:
-        raise ValueError("logits must have at least one class column, got shape (N, 0)")
+        raise InputError("logits must have at least one class column, got shape (N, 0)")
     t = check_positive(temperature, "temperature")
     dtype = torch.float64 if logits.dtype == torch.float64 else torch.float32
     return logits.to(dtype) / t
@@ -118,5 +119,5 @@ def get(name: str) -> Score:
     key = name.lower() if isinstance(name, str) else None
     key = ALIASES.get(key, key) if key is not None else None
     if key is None or key not in _SCORES:
-        raise ValueError(f"unknown score {name!r}; valid scores: {', '.join(_SCORES)} (msp = mps)")
+        raise InputError(f"unknown score {name!r}; valid scores: {', '.join(_SCORES)} (msp = mps)")
     return _SCORES[key]

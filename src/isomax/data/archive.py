@@ -27,6 +27,7 @@ import zipfile
 import zlib
 from pathlib import Path
 
+from ..errors import InputError
 from .errors import UnsafeArchiveError
 
 __all__ = [
@@ -76,7 +77,7 @@ def extraction_limits() -> tuple[int, float]:
         except ValueError:
             value = float("nan")
         if not value > 0 or value == float("inf"):
-            raise ValueError(f"{env} must be a positive number, got {text!r}")
+            raise InputError(f"{env} must be a positive number, got {text!r}")
         values.append(value)
     return int(values[0] * 1e9), values[1]
 
@@ -297,7 +298,7 @@ def safe_extract(archive: str | os.PathLike[str], target: str | os.PathLike[str]
         elif zipfile.is_zipfile(archive):
             _extract_zip(archive, root)
         else:
-            raise ValueError(
+            raise InputError(
                 f"{archive} is not a tar or zip archive (supported: {', '.join(ARCHIVE_SUFFIXES)})"
             )
         check_extracted_tree(archive, root)
@@ -310,7 +311,7 @@ def safe_extract(archive: str | os.PathLike[str], target: str | os.PathLike[str]
             shutil.rmtree(tmp, ignore_errors=True)
     except (tarfile.TarError, zipfile.BadZipFile, EOFError, zlib.error, lzma.LZMAError) as exc:
         shutil.rmtree(tmp, ignore_errors=True)
-        raise ValueError(f"{archive} is corrupt or truncated: {exc}") from None
+        raise InputError(f"{archive} is corrupt or truncated: {exc}") from None
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise

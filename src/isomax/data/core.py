@@ -28,6 +28,8 @@ import torch.nn.functional as F
 from torch import Tensor
 from torch.utils.data import Dataset
 
+from ..errors import InputError
+
 __all__ = [
     "FIT_MODES",
     "AdaptedDataset",
@@ -78,10 +80,10 @@ def normalize(x: Tensor, mean: Sequence[float], std: Sequence[float]) -> Tensor:
     Works on any device; returns a new float32 tensor.
     """
     if x.dim() not in (3, 4):
-        raise ValueError(f"expected images [C, H, W] or [N, C, H, W], got shape {tuple(x.shape)}")
+        raise InputError(f"expected images [C, H, W] or [N, C, H, W], got shape {tuple(x.shape)}")
     channels = x.shape[-3]
     if len(mean) != channels or len(std) != channels:
-        raise ValueError(
+        raise InputError(
             f"mean/std have {len(mean)}/{len(std)} entries but the images have {channels} channels"
         )
     m = torch.as_tensor(mean, dtype=torch.float32, device=x.device).view(-1, 1, 1)
@@ -97,7 +99,7 @@ def convert_channels(x: Tensor, channels: int) -> Tensor:
     """
     c = x.shape[-3]
     if channels not in (1, 3):
-        raise ValueError(f"channels must be 1 or 3, got {channels}")
+        raise InputError(f"channels must be 1 or 3, got {channels}")
     if c == channels:
         return x
     if c in (2, 4):  # grey+alpha or RGBA: drop alpha
@@ -111,7 +113,7 @@ def convert_channels(x: Tensor, channels: int) -> Tensor:
         w = torch.tensor(_GREY_WEIGHTS, dtype=torch.float32, device=x.device).view(-1, 1, 1)
         grey = (x.to(torch.float32) * w).sum(dim=-3, keepdim=True)
         return _restore_dtype(grey, x.dtype)
-    raise ValueError(f"cannot convert images with {c} channels to {channels} channels")
+    raise InputError(f"cannot convert images with {c} channels to {channels} channels")
 
 
 def _restore_dtype(x: Tensor, dtype: torch.dtype) -> Tensor:
@@ -151,12 +153,12 @@ def fit_image(x: Tensor, size: tuple[int, int], channels: int, mode: str = "resi
       scaled down, keeping its aspect ratio, to fit (e.g. MNIST 28x28 to 32x32).
     """
     if mode not in FIT_MODES:
-        raise ValueError(f"unknown fit mode {mode!r}; expected one of {FIT_MODES}")
+        raise InputError(f"unknown fit mode {mode!r}; expected one of {FIT_MODES}")
     single = x.dim() == 3
     if single:
         x = x.unsqueeze(0)
     if x.dim() != 4:
-        raise ValueError(f"expected images [C, H, W] or [N, C, H, W], got shape {tuple(x.shape)}")
+        raise InputError(f"expected images [C, H, W] or [N, C, H, W], got shape {tuple(x.shape)}")
     x = convert_channels(x, channels)
     th, tw = int(size[0]), int(size[1])
     h, w = x.shape[-2:]
@@ -210,7 +212,7 @@ class ImageDataset(Dataset[tuple[Tensor, int]]):
         transform: Callable[[Tensor], Tensor] | None = None,
     ) -> None:
         if len(shape) != 3 or any(int(s) <= 0 for s in shape):
-            raise ValueError(f"shape must be (C, H, W) with positive sizes, got {shape}")
+            raise InputError(f"shape must be (C, H, W) with positive sizes, got {shape}")
         self.shape: Shape = (int(shape[0]), int(shape[1]), int(shape[2]))
         self.transform = transform
         self.set_stats(mean, std)
@@ -221,9 +223,9 @@ class ImageDataset(Dataset[tuple[Tensor, int]]):
         mean_t = tuple(float(v) for v in mean) if mean is not None else (0.0,) * c
         std_t = tuple(float(v) for v in std) if std is not None else (1.0,) * c
         if len(mean_t) != c or len(std_t) != c:
-            raise ValueError(f"mean/std must have {c} entries (one per channel)")
+            raise InputError(f"mean/std must have {c} entries (one per channel)")
         if any(not s > 0 for s in std_t):
-            raise ValueError(f"std entries must be positive, got {std_t}")
+            raise InputError(f"std entries must be positive, got {std_t}")
         self.mean: tuple[float, ...] = mean_t
         self.std: tuple[float, ...] = std_t
 
@@ -279,12 +281,12 @@ class TensorImageDataset(ImageDataset):
         transform: Callable[[Tensor], Tensor] | None = None,
     ) -> None:
         if not isinstance(x, Tensor) or x.dim() != 4:
-            raise ValueError(f"x must be a tensor [N, C, H, W], got {getattr(x, 'shape', type(x))}")
+            raise InputError(f"x must be a tensor [N, C, H, W], got {getattr(x, 'shape', type(x))}")
         if x.dtype != torch.uint8 and not torch.is_floating_point(x):
             raise TypeError(f"x must be uint8 or floating point, got {x.dtype}")
         y_t = torch.as_tensor(y, dtype=torch.int64)
         if y_t.dim() != 1 or y_t.shape[0] != x.shape[0]:
-            raise ValueError(f"y must have shape [{x.shape[0]}], got {tuple(y_t.shape)}")
+            raise InputError(f"y must have shape [{x.shape[0]}], got {tuple(y_t.shape)}")
         super().__init__(tuple(x.shape[1:]), mean, std, transform)  # type: ignore[arg-type]
         self.x = x
         self.y = y_t
@@ -378,7 +380,7 @@ class AdaptedDataset(ImageDataset):
         transform: Callable[[Tensor], Tensor] | None = None,
     ) -> None:
         if mode not in FIT_MODES:
-            raise ValueError(f"unknown fit mode {mode!r}; expected one of {FIT_MODES}")
+            raise InputError(f"unknown fit mode {mode!r}; expected one of {FIT_MODES}")
         super().__init__(shape, mean, std, transform)
         self.base = base
         self.mode = mode
@@ -416,7 +418,7 @@ def split_indices(n: int, fraction: float, seed: int) -> tuple[list[int], list[i
     with ``seed``, so splits are reproducible across runs and machines.
     """
     if not 0.0 <= fraction < 1.0:
-        raise ValueError(f"split fraction must be in [0, 1), got {fraction}")
+        raise InputError(f"split fraction must be in [0, 1), got {fraction}")
     perm = np.random.default_rng(seed).permutation(n)
     n_out = round(n * fraction)
     held = sorted(int(i) for i in perm[:n_out])
@@ -429,7 +431,7 @@ def limit_samples(dataset: ImageDataset, max_samples: int | None, seed: int = 0)
     if max_samples is None or max_samples >= len(dataset):
         return dataset
     if max_samples <= 0:
-        raise ValueError(f"max_samples must be positive, got {max_samples}")
+        raise InputError(f"max_samples must be positive, got {max_samples}")
     chosen = np.random.default_rng(seed).choice(len(dataset), size=max_samples, replace=False)
     return SubsetDataset(dataset, np.sort(chosen))
 
@@ -454,7 +456,7 @@ def stream_raw_batches(
     files stream as fast as :func:`to_tensors` decodes them without holding them all.
     """
     if batch_size < 1:
-        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        raise InputError(f"batch_size must be >= 1, got {batch_size}")
     workers = default_num_workers() if num_workers is None else max(1, int(num_workers))
     n = len(dataset)
     full = dataset.raw_tensors()
@@ -510,7 +512,7 @@ def to_tensors(
         xs.append(torch.as_tensor(x))
         ys.append(int(y))
     if not xs:
-        raise ValueError("cannot materialise an empty dataset without a known sample shape")
+        raise InputError("cannot materialise an empty dataset without a known sample shape")
     return torch.stack(xs), torch.tensor(ys, dtype=torch.int64)
 
 
@@ -528,7 +530,7 @@ def compute_mean_std(
     """
     n = len(dataset)
     if n == 0:
-        raise ValueError("cannot compute mean/std of an empty dataset")
+        raise InputError("cannot compute mean/std of an empty dataset")
     indices: Sequence[int] = range(n)
     if max_samples is not None and max_samples < n:
         rng = np.random.default_rng(seed)
@@ -559,7 +561,7 @@ def compute_mean_std(
             if x.shape[0]:
                 accumulate(x)
     if count == 0:
-        raise ValueError("no decodable samples to compute mean/std from")
+        raise InputError("no decodable samples to compute mean/std from")
     mean = total / count
     var = (total_sq / count - mean * mean).clamp_min(0.0)
     std = var.sqrt()

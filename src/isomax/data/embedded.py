@@ -36,6 +36,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from ..errors import InputError
 from .core import ImageDataset, Shape, TensorImageDataset, _check_index, fit_image
 from .registry import (
     DEFAULT_OOD,
@@ -188,9 +189,9 @@ class NoiseDataset(ImageDataset):
         transform: Callable[[Tensor], Tensor] | None = None,
     ) -> None:
         if kind not in ("gaussian", "uniform"):
-            raise ValueError(f"kind must be 'gaussian' or 'uniform', got {kind!r}")
+            raise InputError(f"kind must be 'gaussian' or 'uniform', got {kind!r}")
         if num_samples <= 0:
-            raise ValueError(f"num_samples must be positive, got {num_samples}")
+            raise InputError(f"num_samples must be positive, got {num_samples}")
         super().__init__(shape, mean, std, transform)
         self.kind = kind
         self.num_samples = int(num_samples)
@@ -237,9 +238,9 @@ class PhotoPatchDataset(ImageDataset):
         transform: Callable[[Tensor], Tensor] | None = None,
     ) -> None:
         if num_samples <= 0:
-            raise ValueError(f"num_samples must be positive, got {num_samples}")
+            raise InputError(f"num_samples must be positive, got {num_samples}")
         if not 0.0 < min_scale <= max_scale <= 1.0:
-            raise ValueError("need 0 < min_scale <= max_scale <= 1")
+            raise InputError("need 0 < min_scale <= max_scale <= 1")
         super().__init__(shape, mean, std, transform)
         self.num_samples = int(num_samples)
         self.seed = seed

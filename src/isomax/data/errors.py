@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from ..errors import InputError
+
 __all__ = [
     "ChecksumError",
     "CorruptImageError",
@@ -19,13 +21,13 @@ class DownloadError(OSError):
     """A file could not be fetched from any of its URLs."""
 
 
-class ChecksumError(ValueError):
+class ChecksumError(InputError):
     """A file's MD5/SHA-256 digest differs from the published one."""
 
 
-class UnsafeArchiveError(ValueError):
+class UnsafeArchiveError(InputError):
     """An archive member would be written outside the target folder, or is a special file."""
 
 
-class CorruptImageError(ValueError):
+class CorruptImageError(InputError):
     """An image file cannot be decoded (corrupt, truncated or not an image)."""

@@ -32,6 +32,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from ..errors import InputError
 from .core import FIT_MODES, ImageDataset, TensorImageDataset, default_num_workers, fit_image
 from .errors import CorruptImageError
 
@@ -146,7 +147,7 @@ def decode_image(path: str | os.PathLike[str], channels: int = 3) -> Tensor:
     naming the file when it cannot be decoded.
     """
     if channels not in (1, 3):
-        raise ValueError(f"channels must be 1 or 3, got {channels}")
+        raise InputError(f"channels must be 1 or 3, got {channels}")
     image_mod = _pil()
     fh = _open_regular(path)
     try:
@@ -190,7 +191,7 @@ def _size_tuple(image_size: int | Sequence[int]) -> tuple[int, int]:
     else:
         size = tuple(int(s) for s in image_size)  # type: ignore[assignment]
     if len(size) != 2 or min(size) <= 0:
-        raise ValueError(f"image_size must be a positive int or (height, width), got {image_size}")
+        raise InputError(f"image_size must be a positive int or (height, width), got {image_size}")
     return size  # type: ignore[return-value]
 
 
@@ -211,11 +212,11 @@ class _FileImageDataset(ImageDataset):
         class_names: Sequence[str] | None,
     ) -> None:
         if on_error not in ON_ERROR:
-            raise ValueError(f"on_error must be one of {ON_ERROR}, got {on_error!r}")
+            raise InputError(f"on_error must be one of {ON_ERROR}, got {on_error!r}")
         if mode not in FIT_MODES:
-            raise ValueError(f"mode must be one of {FIT_MODES}, got {mode!r}")
+            raise InputError(f"mode must be one of {FIT_MODES}, got {mode!r}")
         if channels not in (1, 3):
-            raise ValueError(f"channels must be 1 or 3, got {channels}")
+            raise InputError(f"channels must be 1 or 3, got {channels}")
         size = _size_tuple(image_size)
         super().__init__((channels, *size), mean, std, transform)
         self.files = [Path(f) for f in files]
@@ -356,18 +357,18 @@ class ImageFolderDataset(_FileImageDataset):
             )
             if not classes:
                 if find_images(root, recursive=False):
-                    raise ValueError(
+                    raise InputError(
                         f"{root} holds images directly but no class subfolders: a labelled "
                         "image folder needs one subfolder per class, root/<class>/<image>, and "
                         f"at least 2 classes (if {root.name!r} is your only class, it is one "
                         "class too few; use ImageFilesDataset for unlabelled images)"
                     )
-                raise ValueError(
+                raise InputError(
                     f"{root} has no class subfolders; expected the layout root/<class>/<image> "
                     "(use ImageFilesDataset for unlabelled images)"
                 )
             if len(classes) == 1:
-                raise ValueError(
+                raise InputError(
                     f"{root} has only one class folder, {classes[0]!r}: a classifier needs at "
                     "least 2 classes (root/<class>/<image>, one subfolder per class)"
                 )
@@ -386,12 +387,12 @@ class ImageFolderDataset(_FileImageDataset):
             if d.is_dir() and not d.name.startswith(".") and d.name not in set(classes)
         )
         if extra:
-            raise ValueError(
+            raise InputError(
                 f"{root} has class folders {extra} that are not among the expected classes "
                 f"{list(classes)}"
             )
         if not files:
-            raise ValueError(f"no image files ({', '.join(IMAGE_EXTENSIONS)}) found under {root}")
+            raise InputError(f"no image files ({', '.join(IMAGE_EXTENSIONS)}) found under {root}")
         super().__init__(
             files, labels, image_size, channels, mode, mean, std, on_error, transform, classes
         )
@@ -422,7 +423,7 @@ class ImageFilesDataset(_FileImageDataset):
     ) -> None:
         files = find_images(root)
         if not files:
-            raise ValueError(f"no image files ({', '.join(IMAGE_EXTENSIONS)}) found under {root}")
+            raise InputError(f"no image files ({', '.join(IMAGE_EXTENSIONS)}) found under {root}")
         super().__init__(
             files,
             [-1] * len(files),

@@ -10,6 +10,7 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
+from ..errors import InputError
 from .core import fit_image, normalize
 from .errors import CorruptImageError
 from .images import IMAGE_EXTENSIONS, decode_image, find_images
@@ -30,7 +31,7 @@ def image_files(paths: Sequence[str | os.PathLike[str]]) -> list[Path]:
         else:
             raise FileNotFoundError(f"no image file or folder at {p}")
     if not files:
-        raise ValueError(
+        raise InputError(
             f"no images found in {', '.join(map(str, paths))} "
             f"(looked for files ending in {', '.join(IMAGE_EXTENSIONS)})"
         )
@@ -59,7 +60,7 @@ def iter_image_batches(
         (images (n, C, H, W) float32 — possibly n = 0, the n paths, the skipped paths).
     """
     if on_error not in ("skip", "raise"):
-        raise ValueError(f"on_error must be 'skip' or 'raise', got {on_error!r}")
+        raise InputError(f"on_error must be 'skip' or 'raise', got {on_error!r}")
     channels, h, w = (int(v) for v in input_shape)
     files = image_files(paths)
     for start in range(0, len(files), batch_size):
@@ -95,5 +96,5 @@ def load_images(
     kept = [p for part in parts for p in part[1]]
     skipped = [p for part in parts for p in part[2]]
     if not kept:
-        raise ValueError(f"none of the {len(skipped)} image files could be read")
+        raise InputError(f"none of the {len(skipped)} image files could be read")
     return torch.cat([part[0] for part in parts]), kept, skipped

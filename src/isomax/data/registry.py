@@ -24,6 +24,7 @@ from typing import Any, TypeVar
 
 from torch import Tensor
 
+from ..errors import InputError
 from .archive import extract_to_cache, is_archive
 from .core import (
     AdaptedDataset,
@@ -94,7 +95,7 @@ class DatasetBundle:
     def split(self, name: str) -> ImageDataset:
         """The split called ``"train"``, ``"val"`` or ``"test"``."""
         if name not in ("train", "val", "test"):
-            raise ValueError(f"unknown split {name!r}; expected 'train', 'val' or 'test'")
+            raise InputError(f"unknown split {name!r}; expected 'train', 'val' or 'test'")
         return getattr(self, name)
 
     def raw(self, split: str = "train", num_workers: int | None = None) -> tuple[Tensor, Tensor]:
@@ -126,7 +127,7 @@ def register_dataset(name: str, *, overwrite: bool = False) -> Callable[[F], F]:
 
     def decorator(factory: F) -> F:
         if key in _DATASETS and not overwrite:
-            raise ValueError(f"dataset {key!r} is already registered (pass overwrite=True)")
+            raise InputError(f"dataset {key!r} is already registered (pass overwrite=True)")
         _DATASETS[key] = factory
         return factory
 
@@ -145,7 +146,7 @@ def register_ood_dataset(name: str, *, overwrite: bool = False) -> Callable[[F],
 
     def decorator(factory: F) -> F:
         if key in _OOD_DATASETS and not overwrite:
-            raise ValueError(f"OOD dataset {key!r} is already registered (pass overwrite=True)")
+            raise InputError(f"OOD dataset {key!r} is already registered (pass overwrite=True)")
         _OOD_DATASETS[key] = factory
         return factory
 
@@ -201,7 +202,7 @@ def make_bundle(
         logger.info("%s: using the dataset's own validation folder", name)
         train = train_full
     if train_full.shape != test.shape or val.shape != test.shape:
-        raise ValueError(
+        raise InputError(
             f"train/val/test shapes differ: {train_full.shape}, {val.shape}, {test.shape}"
         )
     mean, std = compute_mean_std(train, max_samples=stats_samples, seed=seed)
@@ -223,7 +224,7 @@ def make_bundle(
 
 def _unknown(name: str, ood: bool) -> ValueError:
     names = list_ood_datasets() + list_datasets() if ood else list_datasets()
-    return ValueError(
+    return InputError(
         f"unknown dataset {name!r}; valid names are {sorted(set(names))}, 'folder:PATH', "
         "a folder path, or an archive path (.tar, .tar.gz, .tgz, .tar.bz2, .tar.xz, .zip)"
     )
@@ -233,7 +234,7 @@ def _local_path(name: str) -> Path | None:
     """The path named by ``folder:PATH``, or ``name`` itself when it is an existing path."""
     if name.startswith("folder:"):
         if not name[len("folder:") :].strip():
-            raise ValueError(
+            raise InputError(
                 "folder: needs a path after the colon, e.g. folder:/data/my_images "
                 "(an empty path would read the current folder)"
             )
@@ -251,7 +252,7 @@ def _materialise(path: Path, root: str | os.PathLike[str] | None) -> Path:
         raise FileNotFoundError(f"{path} does not exist (expected a folder or an archive)")
     if path.is_file():
         if not is_archive(path):
-            raise ValueError(f"{path} is a file but not a supported archive")
+            raise InputError(f"{path} is a file but not a supported archive")
         return extract_to_cache(path, resolve_cache_dir(root))
     return path
 
@@ -390,7 +391,7 @@ def get_dataset(
         ValueError: unknown name (the message lists the valid names).
     """
     if not 0.0 <= split_val < 1.0:
-        raise ValueError(f"split_val must be in [0, 1), got {split_val}")
+        raise InputError(f"split_val must be in [0, 1), got {split_val}")
     key = _canonical(name)
     if key in _DATASETS:
         return _DATASETS[key](root=root, split_val=split_val, seed=seed, download=download, **kw)
@@ -454,7 +455,7 @@ def get_ood_dataset(
             raise _unknown(name, ood=True)
         folder = _materialise(path, root)
         if not find_images(folder):
-            raise ValueError(f"no image files found under {folder} (from {name!r})")
+            raise InputError(f"no image files found under {folder} (from {name!r})")
         ds = ood_files_dataset(folder, like, **kw)
     if ds.shape != like.input_shape:
         ds = as_ood(ds, like)

@@ -39,6 +39,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from ..errors import InputError
 from .archive import cached_extraction_dir, extract_to_cache, is_archive
 from .core import ImageDataset, TensorImageDataset
 from .downloads import (
@@ -230,20 +231,20 @@ def read_idx(path: str | os.PathLike[str]) -> np.ndarray:
         try:
             data = gzip.decompress(data)
         except (OSError, EOFError) as exc:
-            raise ValueError(f"{path}: corrupt gzip data ({exc})") from exc
+            raise InputError(f"{path}: corrupt gzip data ({exc})") from exc
     if len(data) < 4 or data[0] != 0 or data[1] != 0:
-        raise ValueError(f"{path} is not an IDX file (bad magic number {data[:4]!r})")
+        raise InputError(f"{path} is not an IDX file (bad magic number {data[:4]!r})")
     code, ndim = data[2], data[3]
     if code not in _IDX_DTYPES:
-        raise ValueError(f"{path}: unknown IDX data type code 0x{code:02x}")
+        raise InputError(f"{path}: unknown IDX data type code 0x{code:02x}")
     if ndim == 0 or len(data) < 4 + 4 * ndim:
-        raise ValueError(f"{path}: truncated IDX header ({ndim} dimensions)")
+        raise InputError(f"{path}: truncated IDX header ({ndim} dimensions)")
     dims = struct.unpack(f">{ndim}I", data[4 : 4 + 4 * ndim])
     dtype = _IDX_DTYPES[code]
     payload = memoryview(data)[4 + 4 * ndim :]
     expected = int(np.prod(dims, dtype=np.int64)) * dtype.itemsize
     if len(payload) != expected:
-        raise ValueError(
+        raise InputError(
             f"{path}: IDX header announces dims {dims} ({expected} bytes of {dtype}) but the "
             f"file holds {len(payload)} bytes of data"
         )
@@ -262,7 +263,7 @@ def read_cifar_binary(
     raw = np.fromfile(path, dtype=np.uint8)
     record = label_bytes + 3072
     if raw.size == 0 or raw.size % record:
-        raise ValueError(
+        raise InputError(
             f"{path}: {raw.size} bytes is not a positive multiple of the {record}-byte CIFAR "
             f"record ({label_bytes} label byte(s) + 3072 pixel bytes)"
         )
@@ -284,15 +285,15 @@ def read_svhn_mat(path: str | os.PathLike[str]) -> tuple[np.ndarray, np.ndarray]
     try:
         mat = loadmat(path)
     except (ValueError, OSError, NotImplementedError) as exc:
-        raise ValueError(f"{path}: cannot read the MATLAB file ({exc})") from exc
+        raise InputError(f"{path}: cannot read the MATLAB file ({exc})") from exc
     if "X" not in mat or "y" not in mat:
-        raise ValueError(f"{path}: expected variables 'X' and 'y', found {sorted(mat)}")
+        raise InputError(f"{path}: expected variables 'X' and 'y', found {sorted(mat)}")
     x, y = np.asarray(mat["X"]), np.asarray(mat["y"]).astype(np.int64).ravel()
     if x.ndim != 4 or x.shape[:3] != (32, 32, 3) or x.shape[3] != y.shape[0]:
-        raise ValueError(f"{path}: expected X [32, 32, 3, N] and y [N], got {x.shape}, {y.shape}")
+        raise InputError(f"{path}: expected X [32, 32, 3, N] and y [N], got {x.shape}, {y.shape}")
     y = np.where(y == 10, 0, y)
     if y.size and (y.min() < 0 or y.max() > 9):
-        raise ValueError(f"{path}: labels outside 0..10")
+        raise InputError(f"{path}: labels outside 0..10")
     return np.ascontiguousarray(x.transpose(3, 2, 0, 1)).astype(np.uint8), y
 
 
@@ -419,7 +420,7 @@ def _cifar_split(
         y, names = labels_all[:, 0], _read_names(folder / "batches.meta.txt", CIFAR10_CLASSES)
     else:
         if label not in ("fine", "coarse"):
-            raise ValueError(f"label must be 'fine' or 'coarse', got {label!r}")
+            raise InputError(f"label must be 'fine' or 'coarse', got {label!r}")
         fine = label == "fine"
         y = labels_all[:, 1] if fine else labels_all[:, 0]
         names = (
@@ -428,7 +429,7 @@ def _cifar_split(
             else _read_names(folder / "coarse_label_names.txt", CIFAR100_COARSE_CLASSES)
         )
     if y.size and int(y.max()) >= len(names):
-        raise ValueError(f"{name}: label {int(y.max())} out of range for {len(names)} classes")
+        raise InputError(f"{name}: label {int(y.max())} out of range for {len(names)} classes")
     return TensorImageDataset(
         torch.from_numpy(x_all), torch.from_numpy(y.astype(np.int64)), class_names=names
     )
@@ -459,12 +460,12 @@ def _mnist_split(name: str, split: str, root: Any, download: bool) -> TensorImag
         arrays.append((path, read_idx(path)))
     (ipath, images), (lpath, labels) = arrays
     if images.ndim != 3 or labels.ndim != 1 or images.shape[0] != labels.shape[0]:
-        raise ValueError(
+        raise InputError(
             f"{name}: {ipath} has shape {images.shape} and {lpath} has shape {labels.shape}; "
             "expected images [N, H, W] and labels [N]"
         )
     if labels.size and (labels.min() < 0 or labels.max() > 9):
-        raise ValueError(f"{name}: {lpath} has labels outside 0..9")
+        raise InputError(f"{name}: {lpath} has labels outside 0..9")
     names = DIGIT_CLASSES if name == "mnist" else FASHION_MNIST_CLASSES
     x = torch.from_numpy(images.astype(np.uint8)[:, None])
     return TensorImageDataset(x, torch.from_numpy(labels.astype(np.int64)), class_names=names)
@@ -496,9 +497,9 @@ def load_split(
 ) -> TensorImageDataset:
     """One split (``"train"`` or ``"test"``) of a standard set, raw and in memory (uint8)."""
     if name not in _LOADERS:
-        raise ValueError(f"unknown standard dataset {name!r}; expected one of {sorted(_LOADERS)}")
+        raise InputError(f"unknown standard dataset {name!r}; expected one of {sorted(_LOADERS)}")
     if split not in ("train", "test"):
-        raise ValueError(f"split must be 'train' or 'test', got {split!r}")
+        raise InputError(f"split must be 'train' or 'test', got {split!r}")
     return _LOADERS[name](name, split, root, download, **kw)
 
 

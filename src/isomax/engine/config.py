@@ -9,6 +9,8 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
+from ..errors import InputError
+
 __all__ = [
     "NORMALIZATIONS",
     "PRESETS",
@@ -42,7 +44,7 @@ def normalization(spec: str, channels: int | None = None) -> tuple[tuple[float, 
     if spec in NORMALIZATIONS:
         mean, std = NORMALIZATIONS[spec]
         if channels is not None and channels != len(mean) and spec != "none":
-            raise ValueError(
+            raise InputError(
                 f"normalize={spec!r} is for {len(mean)}-channel images, the data has {channels}"
             )
         if spec == "none" and channels is not None:
@@ -59,13 +61,13 @@ def normalization(spec: str, channels: int | None = None) -> tuple[tuple[float, 
         mean = tuple(float(v) for v in parts[0].split(","))
         std = tuple(float(v) for v in parts[1].split(","))
     except ValueError:
-        raise ValueError(f"normalize must be {expected}, got {spec!r}") from None
+        raise InputError(f"normalize must be {expected}, got {spec!r}") from None
     if len(mean) != len(std) or not all(v > 0 and v < float("inf") for v in std):
-        raise ValueError(
+        raise InputError(
             f"normalize {spec!r}: needs as many means as stds, every std > 0 and finite"
         )
     if channels is not None and len(mean) not in (1, channels):
-        raise ValueError(f"normalize {spec!r} gives {len(mean)} values for {channels} channels")
+        raise InputError(f"normalize {spec!r} gives {len(mean)} values for {channels} channels")
     if channels is not None and len(mean) == 1:
         mean, std = mean * channels, std * channels
     return mean, std
@@ -85,7 +87,7 @@ def setting(default: Any, help: str, role: str, choices: tuple[str, ...] | None 
     (:func:`isomax.cli`), TOML checking, resume and reuse rules (:func:`settings_with_role`).
     """
     if role not in ROLES:
-        raise ValueError(f"role must be one of {ROLES}, got {role!r}")
+        raise InputError(f"role must be one of {ROLES}, got {role!r}")
     return dataclasses.field(
         default=default, metadata={"help": help, "role": role, "choices": choices}
     )
@@ -200,7 +202,7 @@ class TrainConfig:
         known = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(d) - known)
         if unknown:
-            raise ValueError(
+            raise InputError(
                 f"unknown configuration keys {unknown}; valid keys: {', '.join(sorted(known))}"
             )
         d = dict(d)
@@ -209,7 +211,7 @@ class TrainConfig:
             if not isinstance(m, list | tuple) or not all(
                 isinstance(v, int | float) and not isinstance(v, bool) for v in m
             ):
-                raise ValueError(f"milestones must be a list of numbers, got {m!r}")
+                raise InputError(f"milestones must be a list of numbers, got {m!r}")
             d["milestones"] = tuple(float(v) for v in m)
         cfg = cls(**d)
         cfg.validate()
@@ -220,7 +222,7 @@ class TrainConfig:
 
     def validate(self) -> None:
         def bad(name: str, expected: str) -> ValueError:
-            return ValueError(f"{name} must be {expected}, got {getattr(self, name)!r}")
+            return InputError(f"{name} must be {expected}, got {getattr(self, name)!r}")
 
         for f in dataclasses.fields(self):
             _check_type(f.name, getattr(self, f.name), f.type)
@@ -243,7 +245,7 @@ class TrainConfig:
         if not 0 <= self.seed <= MAX_SEED:
             raise bad("seed", f"an integer in [0, {MAX_SEED}]")
         if not _DEVICE.fullmatch(self.device):
-            raise ValueError(
+            raise InputError(
                 f"unknown device {self.device!r}; expected auto, cpu, cuda, cuda:N or mps"
             )
         for f in dataclasses.fields(self):
@@ -282,7 +284,7 @@ def _check_type(name: str, value: Any, annotation: Any) -> None:
         and all(isinstance(v, int | float) and not isinstance(v, bool) for v in value),
     }.get(text, True)
     if not ok:
-        raise ValueError(f"{name} must be of type {text}, got {value!r}")
+        raise InputError(f"{name} must be of type {text}, got {value!r}")
 
 
 # The authors' recipe (SPEC section 5) and a fast recipe for GPUs; "cpu" for the embedded data.
@@ -366,18 +368,18 @@ def load_config(
         except FileNotFoundError:
             raise FileNotFoundError(f"configuration file {path} does not exist") from None
         except OSError as exc:
-            raise ValueError(
+            raise InputError(
                 f"cannot read configuration file {path}: {exc.strerror}; expected a TOML file"
             ) from None
         except tomllib.TOMLDecodeError as exc:
-            raise ValueError(f"configuration file {path} is not valid TOML: {exc}") from None
+            raise InputError(f"configuration file {path} is not valid TOML: {exc}") from None
         file_values = file_values.get("train", file_values)
         if not isinstance(file_values, dict):
-            raise ValueError(f"configuration file {path}: [train] must be a table of settings")
+            raise InputError(f"configuration file {path}: [train] must be a table of settings")
     overrides = {k: v for k, v in (overrides or {}).items() if v is not None}
     name = overrides.get("preset") or file_values.get("preset") or preset or "cpu"
     if not isinstance(name, str) or name not in PRESETS:
-        raise ValueError(f"unknown preset {name!r}; valid presets: {', '.join(PRESETS)}")
+        raise InputError(f"unknown preset {name!r}; valid presets: {', '.join(PRESETS)}")
     values.update(PRESETS[name])
     values["preset"] = name
     values.update(file_values)
@@ -388,5 +390,5 @@ def load_config(
 def settings_with_role(role: str) -> tuple[str, ...]:
     """Names of the :class:`TrainConfig` settings declared with ``role`` (see :data:`ROLES`)."""
     if role not in ROLES:
-        raise ValueError(f"role must be one of {ROLES}, got {role!r}")
+        raise InputError(f"role must be one of {ROLES}, got {role!r}")
     return tuple(f.name for f in dataclasses.fields(TrainConfig) if f.metadata["role"] == role)

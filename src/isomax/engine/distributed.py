@@ -13,6 +13,8 @@ from dataclasses import dataclass
 import torch
 import torch.distributed as dist
 
+from ..errors import InputError
+
 __all__ = ["PARENT_POLL_S", "DistInfo", "all_reduce_sum", "cleanup", "setup", "watch_parent"]
 
 log = logging.getLogger(__name__)
@@ -89,20 +91,20 @@ def read_env() -> tuple[int, int, int]:
         try:
             values[name] = int(text)
         except ValueError:
-            raise ValueError(f"environment variable {name}={text!r} is not an integer") from None
+            raise InputError(f"environment variable {name}={text!r} is not an integer") from None
     world = values["WORLD_SIZE"]
     if world < 1:
-        raise ValueError(f"environment variable WORLD_SIZE={world} must be >= 1")
+        raise InputError(f"environment variable WORLD_SIZE={world} must be >= 1")
     if world == 1:
         return 1, 0, 0
     rank = values["RANK"]
     if rank is None:
-        raise ValueError(
+        raise InputError(
             f"WORLD_SIZE={world} is set but RANK is not: start the processes with torchrun "
             "(which sets both), or unset WORLD_SIZE"
         )
     if not 0 <= rank < world:
-        raise ValueError(f"RANK={rank} must be in [0, WORLD_SIZE={world})")
+        raise InputError(f"RANK={rank} must be in [0, WORLD_SIZE={world})")
     return world, rank, values["LOCAL_RANK"]
 
 

@@ -18,6 +18,7 @@ from torch import Tensor, nn
 
 from .. import metrics
 from .. import scores as _scores
+from ..errors import InputError
 
 __all__ = ["Evaluation", "evaluate", "score_batches"]
 
@@ -112,7 +113,7 @@ def score_batches(
         if isinstance(batch, list | tuple) and len(batch) > 1:
             labels.append(torch.as_tensor(batch[1]).cpu())
     if n == 0:
-        raise ValueError("the dataset to score is empty")
+        raise InputError("the dataset to score is empty")
     out = {name: torch.cat(parts) for name, parts in collected.items()}
     return out, torch.cat(kept) if keep_logits else None, torch.cat(labels) if labels else None
 
@@ -147,13 +148,13 @@ def evaluate(
             reported next to the logit scores under their names.
     """
     if not ood_data:
-        raise ValueError("ood_data is empty: name at least one OOD set to evaluate against")
+        raise InputError("ood_data is empty: name at least one OOD set to evaluate against")
     id_scores, logits, labels = score_batches(
         model, id_data, score_names, temperature, device, batch_size, True, detectors
     )
     all_names = [*score_names, *(detectors or {})]
     if labels is None or logits is None:
-        raise ValueError("the in-distribution data must yield (inputs, labels) pairs")
+        raise InputError("the in-distribution data must yield (inputs, labels) pairs")
     probs = torch.softmax(logits.double() / temperature, dim=1)
     id_metrics = {
         "accuracy": metrics.accuracy(probs, labels),
@@ -170,7 +171,7 @@ def evaluate(
             model, id_val_data, (), 1.0, device, batch_size, keep_logits=True
         )
         if val_labels is None or val_logits is None:
-            raise ValueError("id_val_data must yield (inputs, labels) pairs")
+            raise InputError("id_val_data must yield (inputs, labels) pairs")
         t_fit = fit_temperature(val_logits, val_labels, objective="nll")
         calibrated = torch.softmax(logits.double() / t_fit, dim=1)
         id_metrics.update(

@@ -12,6 +12,7 @@ from collections.abc import Iterator, Sequence
 import torch
 from torch import Tensor
 
+from ..errors import InputError
 from .augment import crop_flip
 
 __all__ = ["TensorLoader", "epoch_generator"]
@@ -59,11 +60,11 @@ class TensorLoader:
         even_shards: bool = True,
     ) -> None:
         if images.shape[0] != labels.shape[0]:
-            raise ValueError(
+            raise InputError(
                 f"images and labels disagree: {images.shape[0]} images, {labels.shape[0]} labels"
             )
         if images.shape[0] == 0:
-            raise ValueError("cannot make batches from an empty set of images")
+            raise InputError("cannot make batches from an empty set of images")
         self.device = torch.device(device)
         self.images = images.to(self.device)
         self.labels = labels.to(self.device, torch.long)

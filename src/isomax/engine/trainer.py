@@ -27,6 +27,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from ..errors import InputError
 from ..fpr import FractionalProbabilityRegularization
 from ..io import atomic_write_bytes, remove_stale_temporaries
 from ..methods import get_method
@@ -62,7 +63,7 @@ _LOG_FIELDS = (
 )
 
 
-class NonFiniteLossError(ValueError):
+class NonFiniteLossError(InputError):
     """The training loss became NaN or infinite; the last good checkpoint is kept."""
 
 
@@ -103,22 +104,22 @@ def resolve_device(name: str = "auto") -> torch.device:
     try:
         device = torch.device(name)
     except RuntimeError:
-        raise ValueError(
+        raise InputError(
             f"unknown device {name!r}; expected auto, cpu, cuda, cuda:N or mps"
         ) from None
     if device.type not in ("cpu", "cuda", "mps"):
-        raise ValueError(f"unknown device {name!r}; expected auto, cpu, cuda, cuda:N or mps")
+        raise InputError(f"unknown device {name!r}; expected auto, cpu, cuda, cuda:N or mps")
     if device.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"device {name!r} was asked for but CUDA is not available here")
+        raise InputError(f"device {name!r} was asked for but CUDA is not available here")
     if device.type == "cuda" and device.index is not None:
         if device.index >= torch.cuda.device_count():
-            raise ValueError(
+            raise InputError(
                 f"device {name!r} was asked for but there are {torch.cuda.device_count()} GPUs"
             )
     if device.type == "mps":
         mps = getattr(torch.backends, "mps", None)
         if mps is None or not mps.is_available():
-            raise ValueError(f"device {name!r} was asked for but Apple MPS is not available here")
+            raise InputError(f"device {name!r} was asked for but Apple MPS is not available here")
     return device
 
 
@@ -283,7 +284,7 @@ def _prepare_output(out: Path, resume: bool, overwrite: bool) -> None:
     """Refuse to reuse a folder holding a run unless asked; drop stale temporary files."""
     found = [name for name in RUN_OUTPUTS if (out / name).exists()]
     if resume and overwrite:
-        raise ValueError("resume and overwrite exclude each other: choose one")
+        raise InputError("resume and overwrite exclude each other: choose one")
     # resume=True without a checkpoint starts afresh (compare relies on it; the command line
     # refuses --resume without a checkpoint before calling train)
     if found and not overwrite and not resume:
@@ -402,7 +403,7 @@ def _pretrained_model(cfg: TrainConfig, data: TrainData) -> nn.Module:
 
     weights = load_weights(cfg.pretrained, cfg.model)  # type: ignore[arg-type]
     if weights.in_channels not in (None, data.input_shape[0]):
-        raise ValueError(
+        raise InputError(
             f"{cfg.pretrained} expects {weights.in_channels}-channel inputs, dataset "
             f"{cfg.dataset!r} has {data.input_shape[0]} channels"
         )
@@ -416,7 +417,7 @@ def _pretrained_model(cfg: TrainConfig, data: TrainData) -> nn.Module:
     batches = TensorLoader(data.x_train, data.y_train, 512, data.mean, data.std)
     init = cfg.head_init
     if init == "weights" and weights.head != "linear":
-        raise ValueError(
+        raise InputError(
             f"head_init='weights' needs a linear classifier in {cfg.pretrained}; it holds a "
             f"{weights.head} head: use class_means"
         )
@@ -509,7 +510,7 @@ def train(
     head = _head_of(model)
     if cfg.freeze_backbone:
         if head is None:
-            raise ValueError("freeze_backbone needs a model with a head to train")
+            raise InputError("freeze_backbone needs a model with a head to train")
         keep = {id(p) for p in head.parameters()}
         for p in model.parameters():
             if id(p) not in keep:
@@ -536,14 +537,14 @@ def train(
     if resuming:
         model_state, opt_state, meta, rng = load_checkpoint(ckpt_path, device)
         if not isinstance(meta.get("config"), dict) or "epoch" not in meta:
-            raise ValueError(
+            raise InputError(
                 f"{ckpt_path}: checkpoint metadata lacks its configuration or epoch (corrupt, or "
                 "not written by isomax train)"
             )
         saved = TrainConfig.from_dict(meta["config"])
         for key in RESUME_KEYS:
             if getattr(saved, key) != getattr(cfg, key):
-                raise ValueError(
+                raise InputError(
                     f"cannot resume from {ckpt_path}: it was trained with {key}="
                     f"{getattr(saved, key)!r}, this run asks for {getattr(cfg, key)!r}"
                 )
@@ -561,7 +562,7 @@ def train(
                 scaler.load_state_dict(meta["scaler"])
             restore_rng(rng)
         except (RuntimeError, ValueError, KeyError, TypeError) as exc:
-            raise ValueError(
+            raise InputError(
                 f"cannot resume from {ckpt_path}: its saved state does not fit this run: "
                 f"{' '.join(str(exc).split())[:300]}"
             ) from None
@@ -581,7 +582,7 @@ def train(
     augment = use_augmentation(cfg.augment, tuple(x_train.shape[1:]))
 
     if cfg.batch_size % info.world_size:
-        raise ValueError(
+        raise InputError(
             f"batch_size {cfg.batch_size} is not divisible by the {info.world_size} processes: "
             "each rank trains on batch_size / world_size inputs"
         )
@@ -764,7 +765,7 @@ def load_model(
     model_state, _, meta, _ = load_checkpoint(path, device)
     missing = [k for k in ("config", "num_classes", "input_shape") if k not in meta]
     if missing:
-        raise ValueError(
+        raise InputError(
             f"{path}: checkpoint metadata lacks {missing} (corrupt, or not written by isomax train)"
         )
 
@@ -773,7 +774,7 @@ def load_model(
     try:
         model.load_state_dict(model_state)
     except RuntimeError as exc:
-        raise ValueError(
+        raise InputError(
             f"{path}: the weights do not fit model {cfg.model!r} with loss {cfg.loss!r}: "
             f"{' '.join(str(exc).split())[:300]}"
         ) from None

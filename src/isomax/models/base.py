@@ -16,6 +16,7 @@ from typing import TypeAlias
 
 from torch import Tensor, nn
 
+from ..errors import InputError
 from ..heads import build_head
 
 __all__ = ["Classifier", "HeadSpec", "count_parameters", "init_weights", "make_head"]
@@ -28,7 +29,7 @@ HeadSpec: TypeAlias = str | nn.Module | Callable[[int, int], nn.Module]
 
 def _check_positive_int(value: object, name: str) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(f"{name} must be a positive integer, got {value!r}")
+        raise InputError(f"{name} must be a positive integer, got {value!r}")
     return value
 
 
@@ -75,12 +76,12 @@ def make_head(head: HeadSpec, in_features: int, num_classes: int) -> nn.Module:
         )
     got_in = _head_size(module, "in_features")
     if got_in is not None and got_in != in_features:
-        raise ValueError(
+        raise InputError(
             f"the head expects {got_in} input features but the model produces {in_features}"
         )
     got_out = _head_size(module, "num_classes", "out_features")
     if got_out is not None and got_out != num_classes:
-        raise ValueError(f"the head produces {got_out} classes, expected num_classes={num_classes}")
+        raise InputError(f"the head produces {got_out} classes, expected num_classes={num_classes}")
     return module
 
 
@@ -168,12 +169,12 @@ class Classifier(nn.Module):
         if not isinstance(x, Tensor):
             raise TypeError(f"input must be a torch.Tensor, got {type(x).__name__}")
         if x.dim() != 4:
-            raise ValueError(
+            raise InputError(
                 f"{type(self).__name__} expects images of shape (N, C, H, W), "
                 f"got {x.dim()}-D shape {tuple(x.shape)}"
             )
         if min(x.shape[-2:]) < min_size:
-            raise ValueError(
+            raise InputError(
                 f"{type(self).__name__} needs images of at least {min_size}x{min_size}, "
                 f"got {x.shape[-2]}x{x.shape[-1]}"
             )

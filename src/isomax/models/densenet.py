@@ -15,6 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from ..errors import InputError
 from .base import Classifier, HeadSpec, init_weights
 from .registry import register_model
 
@@ -94,11 +95,11 @@ class DenseNet(Classifier):
         super().__init__()
         per_block = (depth - 4) // (6 if bottleneck else 3)
         if per_block < 1 or (depth - 4) % (6 if bottleneck else 3):
-            raise ValueError(f"depth {depth} is not 6n + 4 (with bottlenecks) or 3n + 4 (without)")
+            raise InputError(f"depth {depth} is not 6n + 4 (with bottlenecks) or 3n + 4 (without)")
         if not 0.0 < compression <= 1.0:
-            raise ValueError(f"compression must lie in (0, 1], got {compression!r}")
+            raise InputError(f"compression must lie in (0, 1], got {compression!r}")
         if not 0.0 <= drop_rate < 1.0:
-            raise ValueError(f"drop_rate must lie in [0, 1), got {drop_rate!r}")
+            raise InputError(f"drop_rate must lie in [0, 1), got {drop_rate!r}")
         planes = 2 * growth_rate if bottleneck else 16
         self.conv1 = nn.Conv2d(in_channels, planes, 3, padding=1, bias=False)
         stages: list[nn.Module] = []

@@ -31,6 +31,8 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from ..errors import InputError
+
 __all__ = ["PretrainedWeights", "build_pretrained", "load_weights", "read_state_dict"]
 
 _WRAPPERS = ("state_dict", "model_state_dict", "model", "net", "weights")
@@ -90,11 +92,11 @@ def read_state_dict(path: str | os.PathLike[str]) -> tuple[dict[str, Tensor], di
     if not p.exists():
         raise FileNotFoundError(f"weights file {p} does not exist")
     if not p.is_file():
-        raise ValueError(f"weights file {p} is not a regular file")
+        raise InputError(f"weights file {p} is not a regular file")
     with open(p, "rb") as fh:
         head = fh.read(16)
     if not head:
-        raise ValueError(f"weights file {p} is empty")
+        raise InputError(f"weights file {p} is empty")
     if _looks_like_safetensors(head, p.stat().st_size):
         return _read_safetensors(p)
     if head[:4] != b"PK\x03\x04" and head[:1] != b"\x80":
@@ -103,13 +105,13 @@ def read_state_dict(path: str | os.PathLike[str]) -> tuple[dict[str, Tensor], di
         obj = torch.load(p, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise ValueError(
+        raise InputError(
             f"{p} holds objects other than tensors and plain containers, which are never "
             f"unpickled here (torch.load weights_only=True refused it: {first[:200]}); save the "
             "state dict alone (torch.save(model.state_dict(), path)) or as safetensors"
         ) from None
     except (RuntimeError, EOFError, OSError, zipfile.BadZipFile) as exc:
-        raise ValueError(
+        raise InputError(
             f"{p} is not a readable PyTorch weights file (truncated or corrupt?): "
             f"{' '.join(str(exc).split())[:200]}"
         ) from None
@@ -124,7 +126,7 @@ def read_state_dict(path: str | os.PathLike[str]) -> tuple[dict[str, Tensor], di
                 }
                 break
     if not _is_state_dict(state):
-        raise ValueError(
+        raise InputError(
             f"{p} holds no state dict: expected a dict of tensors, or one under "
             f"{', '.join(repr(k) for k in _WRAPPERS)}; found {type(obj).__name__}"
             + (f" with keys {sorted(map(str, obj))[:8]}" if isinstance(obj, dict) else "")
@@ -150,7 +152,7 @@ def _read_safetensors(p: Path) -> tuple[dict[str, Tensor], dict[str, Any]]:
         with safe_open(str(p), framework="pt") as fh:
             meta = fh.metadata() or {}
     except Exception as exc:  # safetensors raises its own error types
-        raise ValueError(
+        raise InputError(
             f"{p} is neither a PyTorch weights file nor a safetensors file "
             f"({' '.join(str(exc).split())[:160]})"
         ) from None
@@ -159,7 +161,7 @@ def _read_safetensors(p: Path) -> tuple[dict[str, Tensor], dict[str, Any]]:
 
         model_state, _, info, _ = load_checkpoint(p)
         if not model_state:
-            raise ValueError(f"{p} is an isomax file but holds no model weights")
+            raise InputError(f"{p} is an isomax file but holds no model weights")
         return model_state, {**info, "isomax_checkpoint": True}
     from safetensors.torch import load_file
 
@@ -182,13 +184,13 @@ def _he_resnet(state: dict[str, Tensor]) -> PretrainedWeights | None:
             blocks[int(m.group(1))].add(int(m.group(2)))
     n = len(blocks[1])
     if n == 0 or any(blocks[s] != set(range(n)) for s in (1, 2, 3)):
-        raise ValueError(
+        raise InputError(
             "the weights look like a CIFAR ResNet (conv1, layer1-3, linear) but the stages hold "
             f"blocks {[sorted(blocks[s]) for s in (1, 2, 3)]}: expected the same n blocks "
             "numbered 0..n-1 in each of the three stages"
         )
     if any(".shortcut." in k for k in state):
-        raise ValueError(
+        raise InputError(
             "the CIFAR ResNet weights have parameters in their shortcuts (option B, 1x1 "
             "projections); only He et al.'s parameter-free option-A shortcuts are supported"
         )
@@ -198,7 +200,7 @@ def _he_resnet(state: dict[str, Tensor]) -> PretrainedWeights | None:
         state["layer3.0.conv1.weight"].shape[0],
     )
     if widths != (16, 32, 64) or state["conv1.weight"].shape[0] != 16:
-        raise ValueError(
+        raise InputError(
             f"CIFAR ResNet with stage widths {widths}: only He et al.'s 16-32-64 is supported"
         )
     converted: dict[str, Tensor] = {}
@@ -248,7 +250,7 @@ def _load_strict(model: nn.Module, state: dict[str, Tensor], what: str, path: Pa
             parts.append(f"unexpected {len(unexpected)} keys (e.g. {', '.join(unexpected[:3])})")
         if shapes:
             parts.append(f"shape mismatches ({'; '.join(shapes[:3])})")
-        raise ValueError(f"{path} does not fit {what}: {'; '.join(parts)}")
+        raise InputError(f"{path} does not fit {what}: {'; '.join(parts)}")
     model.load_state_dict(state)
 
 
@@ -271,9 +273,9 @@ def load_weights(path: str | os.PathLike[str], model: str | None = None) -> Pret
         cfg = info.get("config") or {}
         name = cfg.get("model")
         if not isinstance(name, str) or "num_classes" not in info:
-            raise ValueError(f"{p}: isomax checkpoint metadata lacks its model or num_classes")
+            raise InputError(f"{p}: isomax checkpoint metadata lacks its model or num_classes")
         if model is not None and model != name:
-            raise ValueError(f"{p} holds a {name!r} model, not {model!r}")
+            raise InputError(f"{p} holds a {name!r} model, not {model!r}")
         from ..methods import get_method
 
         shape = info.get("input_shape") or [3]
@@ -289,12 +291,12 @@ def load_weights(path: str | os.PathLike[str], model: str | None = None) -> Pret
     he = _he_resnet(state)
     if he is not None:
         if model is not None and model.lower() != he.model:
-            raise ValueError(f"{p} holds a {he.layout}, not the model {model!r} asked for")
+            raise InputError(f"{p} holds a {he.layout}, not the model {model!r} asked for")
         he.info = info
         return he
     if model is None:
         keys = ", ".join(list(state)[:4])
-        raise ValueError(
+        raise InputError(
             f"{p} matches no known layout (keys start {keys}, ...): expected He et al.'s CIFAR "
             "ResNet (conv1, layer1-3, linear) or an isomax checkpoint; for any other "
             "architecture name it with --model (a registered name or timm:NAME)"
@@ -306,7 +308,7 @@ def load_weights(path: str | os.PathLike[str], model: str | None = None) -> Pret
     else:
         linear = [k for k, v in state.items() if k.endswith(".weight") and v.dim() == 2]
         if not linear:
-            raise ValueError(f"{p} holds no 2-D classifier weight to read the class count from")
+            raise InputError(f"{p} holds no 2-D classifier weight to read the class count from")
         num_classes = int(state[linear[-1]].shape[0])
     first_conv = next((v for v in state.values() if v.dim() == 4), None)
     in_channels = int(first_conv.shape[1]) if first_conv is not None else None

@@ -14,6 +14,7 @@ import fnmatch
 from collections.abc import Callable
 from typing import Any, TypeVar
 
+from ..errors import InputError
 from .base import Classifier, HeadSpec
 
 __all__ = ["TIMM_PREFIX", "create_model", "list_models", "register_model"]
@@ -27,7 +28,7 @@ _MODELS: dict[str, Callable[..., Classifier]] = {}
 
 def _normalize(name: object) -> str:
     if not isinstance(name, str) or not name.strip():
-        raise ValueError(f"a model name must be a non-empty string, got {name!r}")
+        raise InputError(f"a model name must be a non-empty string, got {name!r}")
     return name.strip().lower()
 
 
@@ -46,13 +47,13 @@ def register_model(name: str, *, overwrite: bool = False) -> Callable[[_Builder]
     """
     key = _normalize(name)
     if key.startswith(TIMM_PREFIX):
-        raise ValueError(f"names starting with {TIMM_PREFIX!r} are reserved for timm models")
+        raise InputError(f"names starting with {TIMM_PREFIX!r} are reserved for timm models")
 
     def decorator(builder: _Builder) -> _Builder:
         if not callable(builder):
             raise TypeError(f"register_model({name!r}) must decorate a callable")
         if key in _MODELS and not overwrite:
-            raise ValueError(f"a model named {key!r} is already registered")
+            raise InputError(f"a model named {key!r} is already registered")
         _MODELS[key] = builder
         return builder
 
@@ -108,7 +109,7 @@ def create_model(
             **kwargs,
         )
     if key not in _MODELS:
-        raise ValueError(
+        raise InputError(
             f"unknown model {name!r}; valid names: {', '.join(list_models())} "
             f"(or '{TIMM_PREFIX}NAME' for a timm model)"
         )

@@ -18,6 +18,7 @@ from collections.abc import Sequence
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from ..errors import InputError
 from .base import Classifier, HeadSpec, init_weights
 from .registry import register_model
 
@@ -96,7 +97,7 @@ class CifarResNet(Classifier):
     ) -> None:
         super().__init__()
         if len(num_blocks) != 4 or len(widths) != 4 or any(n < 1 for n in num_blocks):
-            raise ValueError(
+            raise InputError(
                 "num_blocks and widths must each give 4 stages with at least one block, got "
                 f"{tuple(num_blocks)} and {tuple(widths)}"
             )
@@ -155,9 +156,9 @@ class ThinResNet(Classifier):
     ) -> None:
         super().__init__()
         if isinstance(blocks, bool) or not isinstance(blocks, int) or blocks < 1:
-            raise ValueError(f"blocks must be a positive integer, got {blocks!r}")
+            raise InputError(f"blocks must be a positive integer, got {blocks!r}")
         if len(widths) != 3 or any(w < 1 for w in widths) or list(widths) != sorted(widths):
-            raise ValueError(
+            raise InputError(
                 "widths must give 3 positive, non-decreasing stage widths (the zero-padding "
                 f"shortcuts cannot drop channels), got {tuple(widths)}"
             )

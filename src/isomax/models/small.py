@@ -17,6 +17,7 @@ from collections.abc import Sequence
 
 from torch import Tensor, nn
 
+from ..errors import InputError
 from .base import Classifier, HeadSpec, init_weights
 from .registry import register_model
 
@@ -36,7 +37,7 @@ def _mlp_layers(in_dim: int, hidden_sizes: Sequence[int], dropout: float) -> tup
     layers: list[nn.Module] = []
     for size in hidden_sizes:
         if isinstance(size, bool) or not isinstance(size, int) or size < 1:
-            raise ValueError(f"hidden sizes must be positive integers, got {tuple(hidden_sizes)}")
+            raise InputError(f"hidden sizes must be positive integers, got {tuple(hidden_sizes)}")
         layers += [nn.Linear(in_dim, size), nn.ReLU(inplace=True)]
         if dropout:
             layers.append(nn.Dropout(dropout))
@@ -46,7 +47,7 @@ def _mlp_layers(in_dim: int, hidden_sizes: Sequence[int], dropout: float) -> tup
 
 def _check_dropout(dropout: float) -> float:
     if not 0.0 <= dropout < 1.0:
-        raise ValueError(f"dropout must lie in [0, 1), got {dropout!r}")
+        raise InputError(f"dropout must lie in [0, 1), got {dropout!r}")
     return dropout
 
 
@@ -161,7 +162,7 @@ class MLP(Classifier):
     ) -> None:
         super().__init__()
         if isinstance(input_dim, bool) or not isinstance(input_dim, int) or input_dim < 1:
-            raise ValueError(f"input_dim must be a positive integer, got {input_dim!r}")
+            raise InputError(f"input_dim must be a positive integer, got {input_dim!r}")
         self.input_dim = input_dim
         self.body, out = _mlp_layers(input_dim, hidden_sizes, _check_dropout(dropout))
         self._attach_head(head, out, num_classes)
@@ -169,7 +170,7 @@ class MLP(Classifier):
     def features(self, x: Tensor) -> Tensor:
         if not isinstance(x, Tensor) or x.dim() != 2 or x.shape[1] != self.input_dim:
             shape = tuple(x.shape) if isinstance(x, Tensor) else type(x).__name__
-            raise ValueError(f"MLP expects inputs of shape (N, {self.input_dim}), got {shape}")
+            raise InputError(f"MLP expects inputs of shape (N, {self.input_dim}), got {shape}")
         return self.body(x)
 
 
@@ -210,7 +211,7 @@ def mlp(
 ) -> MLP:
     """MLP on feature vectors; needs ``input_dim``; ``in_channels`` is ignored."""
     if input_dim is None:
-        raise ValueError(
+        raise InputError(
             "the 'mlp' model needs input_dim, e.g. create_model('mlp', 3, input_dim=4)"
         )
     return MLP(input_dim, num_classes, head, hidden_sizes, dropout)

@@ -15,6 +15,7 @@ from typing import Any
 
 from torch import Tensor, nn
 
+from ..errors import InputError
 from .base import Classifier, HeadSpec
 
 __all__ = ["TimmBackbone", "create_timm_model"]
@@ -62,7 +63,7 @@ class TimmBackbone(Classifier):
     def features(self, x: Tensor) -> Tensor:
         out = self.backbone.forward_head(self.backbone.forward_features(x), pre_logits=True)
         if out.dim() != 2:
-            raise ValueError(
+            raise InputError(
                 f"the timm model returned pre-logit features of shape {tuple(out.shape)}; "
                 "expected (N, D): create it with global pooling (global_pool='avg')"
             )

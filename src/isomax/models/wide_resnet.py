@@ -11,6 +11,7 @@ from __future__ import annotations
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from ..errors import InputError
 from .base import Classifier, HeadSpec, init_weights
 from .registry import register_model
 
@@ -64,11 +65,11 @@ class WideResNet(Classifier):
     ) -> None:
         super().__init__()
         if depth < 10 or (depth - 4) % 6:
-            raise ValueError(f"depth must be 6n + 4 with n >= 1, got {depth}")
+            raise InputError(f"depth must be 6n + 4 with n >= 1, got {depth}")
         if widen_factor < 1:
-            raise ValueError(f"widen_factor must be >= 1, got {widen_factor}")
+            raise InputError(f"widen_factor must be >= 1, got {widen_factor}")
         if not 0.0 <= dropout < 1.0:
-            raise ValueError(f"dropout must lie in [0, 1), got {dropout!r}")
+            raise InputError(f"dropout must lie in [0, 1), got {dropout!r}")
         n = (depth - 4) // 6
         widths = (16 * widen_factor, 32 * widen_factor, 64 * widen_factor)
         self.conv1 = nn.Conv2d(in_channels, 16, 3, padding=1, bias=False)
