@@ -5,8 +5,7 @@ from __future__ import annotations
 import logging
 import math
 import os
-from collections.abc import Iterable, Iterator
-from contextlib import contextmanager
+from collections.abc import Iterable
 from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
@@ -44,19 +43,6 @@ def _inputs(batch: Any) -> Tensor:
     raise TypeError(
         f"a loader must yield tensors or (inputs, labels) pairs, got {type(batch).__name__}"
     )
-
-
-@contextmanager
-def _eval_mode(model: nn.Module) -> Iterator[None]:
-    """Eval mode and no gradients; the train/eval flag of every submodule is restored."""
-    modes = [(m, m.training) for m in model.modules()]
-    model.eval()
-    try:
-        with torch.no_grad():
-            yield
-    finally:
-        for module, training in modes:
-            module.training = training
 
 
 def _labels(batch: Any) -> Tensor | None:
@@ -205,7 +191,9 @@ class OODDetector:
 
     def logits(self, x: Tensor) -> Tensor:
         """The model's logits for a batch (run in eval mode; the model's modes are restored)."""
-        with _eval_mode(self.model):
+        from .posthoc import _inference
+
+        with _inference(self.model):
             return self.model(x.to(self.device))
 
     def _collect(self, loader: Iterable[Any]) -> tuple[Tensor, Tensor | None, Tensor | None]:
