@@ -151,8 +151,9 @@ def test_cli_finetune_with_baseline_then_calibrate_and_detect(files, tmp_path, c
     assert base_meta["config"]["loss"] == "softmax"
     # an ordinary checkpoint: evaluate, calibrate and detect accept it
     ckpt = str(out / "checkpoint.safetensors")
-    assert main(["evaluate", ckpt, "--ood", "gaussian", "--device", "cpu"]) == 0
-    assert main(["calibrate", ckpt, "--device", "cpu"]) == 0
+    data = ["--dataset", f"folder:{folder}", "--data-root", str(tmp_path / "cache")]
+    assert main(["evaluate", ckpt, "--ood", "gaussian", *data, "--device", "cpu"]) == 0
+    assert main(["calibrate", ckpt, *data, "--device", "cpu"]) == 0
     det = out / "detector.safetensors"
     assert (
         main(["detect", str(det), str(folder / "test" / "r"), "--output", str(tmp_path / "p.csv")])
