@@ -251,6 +251,11 @@ def _dataset_of(path: str, cfg: dict[str, Any], dataset: str | None) -> str:
     )
 
 
+def _csv_cell(text: str) -> str:
+    """A text cell that spreadsheets will not run as a formula (=, +, -, @ lead: quote it)."""
+    return "'" + text if text[:1] in ("=", "+", "-", "@", "\t", "\r") else text
+
+
 def _refuse_onto(output: str | os.PathLike[str], inputs: Sequence[Any], option: str) -> None:
     """Refuse an output path that is one of the command's input files."""
     out = Path(output)
@@ -414,7 +419,13 @@ def cmd_detect(args: argparse.Namespace) -> int:
     from .io import atomic_write_bytes
 
     if args.output:
+        from .data.images import find_images
+
         files = [p for p in args.paths if Path(p).is_file()]
+        out = Path(args.output).resolve()
+        for folder in (Path(p) for p in args.paths if Path(p).is_dir()):
+            if out.is_relative_to(folder.resolve()):  # an image of the folder, read below
+                files += [f for f in find_images(folder) if Path(f).resolve() == out]
         _refuse_onto(args.output, [args.detector, *files], "--output")
     detector = OODDetector.load(args.detector, device=args.device)
     meta = detector.metadata
@@ -449,7 +460,7 @@ def cmd_detect(args: argparse.Namespace) -> int:
                 {
                     "path": path,
                     "class": c,
-                    "class_name": names[c] if c < len(names) else str(c),
+                    "class_name": _csv_cell(names[c] if c < len(names) else str(c)),
                     "probability": f"{float(pred.probs[i, c]):.6f}",
                     "score": f"{float(pred.scores[i]):.6g}",
                     "is_ood": bool(pred.is_ood[i]),

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import math
 import os
+import warnings
 from collections.abc import Iterable
 from dataclasses import dataclass, fields
 from pathlib import Path
@@ -257,10 +258,25 @@ class OODDetector:
         if calibrate is not None:
             if labels is None:
                 raise InputError("calibrate needs labelled batches (inputs, labels)")
-            factor = fit_temperature(logits, labels, objective=calibrate)
-            self.temperature = self.temperature * factor
-            logits = logits / factor
-            log.info("fitted temperature %.4g (%s)", self.temperature, calibrate)
+            bounds = (0.001, 100.0)
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", RuntimeWarning)  # a bound is handled below
+                factor = fit_temperature(logits, labels, objective=calibrate, bounds=bounds)
+            if not bounds[0] * 1.001 < factor < bounds[1] / 1.001:
+                # the optimum lies outside the search (typically: every validation input is
+                # classified correctly, or there are very few): T would collapse every score
+                log.warning(
+                    "the %s temperature fit ran to the bound T = %.4g on %d validation inputs "
+                    "(all classified correctly, or too few to fit): temperature kept at %.4g",
+                    calibrate,
+                    self.temperature * factor,
+                    len(labels),
+                    self.temperature,
+                )
+            else:
+                self.temperature = self.temperature * factor
+                logits = logits / factor
+                log.info("fitted temperature %.4g (%s)", self.temperature, calibrate)
         values = posthoc if self._score_fn is None else self._score_fn(logits)
         assert values is not None
         self.threshold = threshold_for_tpr(values, tpr=tpr)

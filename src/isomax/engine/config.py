@@ -62,9 +62,10 @@ def normalization(spec: str, channels: int | None = None) -> tuple[tuple[float, 
         std = tuple(float(v) for v in parts[1].split(","))
     except ValueError:
         raise InputError(f"normalize must be {expected}, got {spec!r}") from None
-    if len(mean) != len(std) or not all(v > 0 and v < float("inf") for v in std):
+    finite = all(math.isfinite(v) for v in (*mean, *std))
+    if len(mean) != len(std) or not finite or not all(v > 0 for v in std):
         raise InputError(
-            f"normalize {spec!r}: needs as many means as stds, every std > 0 and finite"
+            f"normalize {spec!r}: needs as many means as stds, finite values, every std > 0"
         )
     if channels is not None and len(mean) not in (1, channels):
         raise InputError(f"normalize {spec!r} gives {len(mean)} values for {channels} channels")
