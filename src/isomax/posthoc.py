@@ -247,14 +247,17 @@ class PosthocDetector:
         self._fitted = True
         return self
 
-    def score(self, x: Tensor) -> Tensor:
-        """Scores of a batch, shape (N,), higher = more in-distribution, on ``x``'s device."""
+    def _check_ready(self, x: Tensor) -> None:
         if not isinstance(x, Tensor):
             raise TypeError(f"x must be a torch.Tensor, got {type(x).__name__}")
         if not self.is_fitted:
             raise RuntimeError(
                 f"{type(self).__name__} is not fitted: call fit(id_loader) before score(x)"
             )
+
+    def score(self, x: Tensor) -> Tensor:
+        """Scores of a batch, shape (N,), higher = more in-distribution, on ``x``'s device."""
+        self._check_ready(x)
         with _inference(self.model):
             f = self._features(x.to(_model_device(self.model)))
             out = self._score(f)
@@ -262,12 +265,7 @@ class PosthocDetector:
 
     def score_and_logits(self, x: Tensor) -> tuple[Tensor, Tensor]:
         """Scores and the logits ``head(features(x))`` of a batch from one backbone pass."""
-        if not isinstance(x, Tensor):
-            raise TypeError(f"x must be a torch.Tensor, got {type(x).__name__}")
-        if not self.is_fitted:
-            raise RuntimeError(
-                f"{type(self).__name__} is not fitted: call fit(id_loader) before score(x)"
-            )
+        self._check_ready(x)
         with _inference(self.model):
             f = self._features(x.to(_model_device(self.model)))
             out, logits = self._score(f), self._logits(f)
