@@ -660,13 +660,19 @@ def cmd_finetune(args: argparse.Namespace) -> int:
     for loss, folder in runs:
         run_cfg = cfg.replace(loss=loss, output_dir=str(_ensure_writable(folder)))
         t0 = time.perf_counter()
-        result = train(
-            run_cfg,
-            bundle=bundle,
-            data=data,
-            on_epoch=_epoch_printer(loss, cfg),
-            overwrite=args.overwrite,
-        )
+        try:
+            result = train(
+                run_cfg,
+                bundle=bundle,
+                data=data,
+                on_epoch=_epoch_printer(loss, cfg),
+                overwrite=args.overwrite,
+            )
+        except FileExistsError:  # the trainer's wording names train's --resume
+            raise FileExistsError(
+                f"{folder} already holds a run: replace it with --overwrite, or choose another "
+                "--output-dir"
+            ) from None
         print(f"{loss}: checkpoint {result.checkpoint} ({time.perf_counter() - t0:.0f}s)")
         if ood is None:
             continue

@@ -140,6 +140,9 @@ def test_cli_finetune_with_baseline_then_calibrate_and_detect(files, tmp_path, c
     assert main(args) == 0
     printed = capsys.readouterr().out
     assert "isomax epoch 2/2" in printed and "softmax epoch 2/2" in printed
+    assert main(args) == 2  # the same folder again: refused, nothing overwritten
+    err = capsys.readouterr().err
+    assert "already holds a run: replace it with --overwrite" in err and "--resume" not in err
     table = (out / "finetune.md").read_text()
     assert "| isomax | es |" in table and "| softmax | mps |" in table
     assert "| softmax | energy |" in table
