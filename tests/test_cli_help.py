@@ -111,3 +111,9 @@ def test_on_error_rejects_other_words(capsys):
     assert "argument --on-error: invalid choice: 'ignore' (choose from 'skip', 'fail')" in (
         capsys.readouterr().err
     )
+
+
+def test_finetune_help_shows_its_own_defaults():
+    text = " ".join(_subcommands()["finetune"].format_help().split())
+    assert "(default: finetune)" in text and "(default: read from the weights file)" in text
+    assert "(default: digits_cnn)" not in text and "(default: cpu)" not in text

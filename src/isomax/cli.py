@@ -111,10 +111,13 @@ def _defaults_text(name: str, default: Any) -> str:
 _SETTING_PARSERS: dict[str, tuple[Any, str, str]] = {"on_error": (_on_error, "{skip,fail}", "fail")}
 
 
-def _add_train_options(p: argparse.ArgumentParser, skip: Sequence[str] = ()) -> None:
+def _add_train_options(
+    p: argparse.ArgumentParser, skip: Sequence[str] = (), defaults: dict[str, str] | None = None
+) -> None:
     """One option ``--NAME`` per :class:`~isomax.engine.TrainConfig` setting, from its declaration.
 
-    ``output_dir`` is left to each command (its own default); ``skip`` leaves out more.
+    ``output_dir`` is left to each command (its own default); ``skip`` leaves out more;
+    ``defaults`` replaces the default shown in the help where the command decides it otherwise.
     """
     import dataclasses
 
@@ -130,10 +133,13 @@ def _add_train_options(p: argparse.ArgumentParser, skip: Sequence[str] = ()) -> 
         if f.name == "output_dir" or f.name in skip:
             continue
         shown = _SETTING_PARSERS[f.name][2] if f.name in _SETTING_PARSERS else f.default
+        text = _defaults_text(f.name, shown)
+        if defaults and f.name in defaults:
+            text = f" (default: {defaults[f.name]})".replace("%", "%%")
         kwargs: dict[str, Any] = {
             "dest": f.name,
             "default": None,
-            "help": f.metadata["help"].replace("%", "%%") + _defaults_text(f.name, shown),
+            "help": f.metadata["help"].replace("%", "%%") + text,
         }
         if str(f.type) == "bool":
             kwargs["action"] = argparse.BooleanOptionalAction
@@ -1019,7 +1025,15 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="replace runs already in --output-dir (default: off; such a folder is refused)",
     )
-    _add_train_options(p)
+    _add_train_options(
+        p,
+        defaults={
+            "preset": "finetune",
+            "model": "read from the weights file",
+            "dataset": "the --checkpoint's own, when it is a registry name",
+            "loss": "isomaxplus",
+        },
+    )
     p.add_argument(
         "--output-dir",
         default="runs/finetune",
