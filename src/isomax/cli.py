@@ -157,7 +157,11 @@ def _by_preset(key: str) -> str:
     from .engine.config import PRESETS, TrainConfig
 
     def show(v: Any) -> str:
-        return {True: "on", False: "off"}.get(v, str(v)) if isinstance(v, bool) else str(v)
+        if isinstance(v, bool):
+            return "on" if v else "off"
+        if isinstance(v, tuple):
+            return ",".join(f"{x:.4g}" for x in v)
+        return str(v)
 
     fallback = getattr(TrainConfig(), key)
     values = ", ".join(f"{n} {show(p.get(key, fallback))}" for n, p in PRESETS.items())
