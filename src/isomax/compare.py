@@ -203,13 +203,14 @@ def check_posthoc_names(names: Sequence[str]) -> None:
 
 def fit_posthoc(model: Any, names: Sequence[str], fit_data: Any, batch_size: int = 512) -> dict:
     """Post-hoc detectors fitted on ID data (the training split; never the test split)."""
-    from .posthoc import get_detector
+    from .posthoc import fit_detectors, get_detector
 
     check_posthoc_names(names)
     if not names:
         return {}
-    batches = _fit_batches(fit_data, batch_size)
-    return {name: get_detector(name, model).fit(batches) for name in names}
+    detectors = {name: get_detector(name, model) for name in names}
+    fit_detectors(list(detectors.values()), _fit_batches(fit_data, batch_size))
+    return detectors
 
 
 class _NormalizedBatches:

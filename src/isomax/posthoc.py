@@ -36,8 +36,8 @@ References:
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from contextlib import ExitStack, contextmanager
 from types import MappingProxyType
 from typing import Any, ClassVar, TypeVar
 
@@ -173,6 +173,8 @@ class PosthocDetector:
     requires_labels: ClassVar[bool] = False
     #: fitted attributes that :meth:`state_dict` saves (tensors, floats or ints)
     state_names: ClassVar[tuple[str, ...]] = ()
+    #: whether ``fit`` reads the data (False: fitted from construction)
+    needs_fit: ClassVar[bool] = True
 
     def __init__(self, model: nn.Module) -> None:
         if not isinstance(model, nn.Module):
@@ -212,39 +214,7 @@ class PosthocDetector:
             ValueError: the loader yields no sample, labels are missing where needed, or the
                 detector's settings do not fit the data (e.g. KNN's ``k`` > the fit set).
         """
-        if isinstance(id_loader, Tensor):
-            raise TypeError(
-                "id_loader must be an iterable of batches, got a single tensor: wrap it as "
-                "[x] or [(x, y)], or use a DataLoader"
-            )
-        self._fitted = False
-        self.num_features = None
-        n = 0
-        with _inference(self.model):
-            device = _model_device(self.model)
-            self._start()
-            for batch in id_loader:
-                x, y = _split_batch(batch)
-                labels: Tensor | None = None
-                if self.requires_labels:
-                    if y is None:
-                        raise InputError(
-                            f"{type(self).__name__} needs class labels: id_loader must yield "
-                            "(inputs, labels) pairs, got a batch of inputs only"
-                        )
-                    labels = _check_batch_labels(y, x.shape[0])
-                f = self._features(x.to(device))
-                if f.shape[0] == 0:
-                    continue
-                self._update(f, None if labels is None else labels.to(f.device))
-                n += f.shape[0]
-            if n == 0:
-                raise InputError(
-                    f"id_loader yielded no samples: {type(self).__name__} needs "
-                    "in-distribution data to fit on"
-                )
-            self._finish(n)
-        self._fitted = True
+        fit_detectors([self], id_loader)
         return self
 
     def _check_ready(self, x: Tensor) -> None:
@@ -369,6 +339,8 @@ class EnergyDetector(PosthocDetector):
         super().__init__(model)
         self.temperature = check_positive(temperature, "temperature")
         self._fitted = True
+
+    needs_fit = False
 
     def fit(self: _D, id_loader: Iterable[Any]) -> _D:
         """No-op (the energy score has no statistics); returns the detector."""
@@ -758,6 +730,106 @@ class ReActDetector(PosthocDetector):
     def _score(self, f: Tensor) -> Tensor:
         assert self.threshold is not None
         return _energy(self._logits(f.clamp(max=self.threshold)))
+
+
+# ----------------------------------------------------------------------------------------------
+# Several detectors, one backbone pass
+# ----------------------------------------------------------------------------------------------
+
+
+def _is_detector(det: Any) -> bool:
+    if not isinstance(det, PosthocDetector):
+        raise TypeError(f"expected post-hoc detectors, got {type(det).__name__}")
+    return True
+
+
+def _by_model(detectors: Iterable[PosthocDetector]) -> list[list[PosthocDetector]]:
+    groups: dict[int, list[PosthocDetector]] = {}
+    for det in detectors:
+        if _is_detector(det):
+            groups.setdefault(id(det.model), []).append(det)
+    return list(groups.values())
+
+
+def fit_detectors(detectors: Sequence[PosthocDetector], id_loader: Iterable[Any]) -> None:
+    """Fit several detectors on one pass over ``id_loader``.
+
+    Detectors of the same model share one ``model.features(x)`` per batch, so fitting KNN,
+    ViM, ReAct and Mahalanobis together costs one backbone pass instead of four; each detector
+    ends exactly as its own :meth:`PosthocDetector.fit` would leave it.
+    """
+    if isinstance(id_loader, Tensor):
+        raise TypeError(
+            "id_loader must be an iterable of batches, got a single tensor: wrap it as "
+            "[x] or [(x, y)], or use a DataLoader"
+        )
+    groups = _by_model(d for d in detectors if _is_detector(d) and d.needs_fit)
+    todo = [d for group in groups for d in group]
+    if not todo:
+        return
+    for det in todo:
+        det._fitted = False
+        det.num_features = None
+        det._start()
+    needs_labels = [d for d in todo if d.requires_labels]
+    n = 0
+    with ExitStack() as stack:
+        for group in groups:
+            stack.enter_context(_inference(group[0].model))
+        devices = [_model_device(group[0].model) for group in groups]
+        for batch in id_loader:
+            x, y = _split_batch(batch)
+            labels: Tensor | None = None
+            if needs_labels:
+                if y is None:
+                    raise InputError(
+                        f"{type(needs_labels[0]).__name__} needs class labels: id_loader must "
+                        "yield (inputs, labels) pairs, got a batch of inputs only"
+                    )
+                labels = _check_batch_labels(y, x.shape[0])
+            if x.shape[0] == 0:
+                continue
+            for group, device in zip(groups, devices, strict=True):
+                f = group[0]._features(x.to(device))
+                for det in group:
+                    det.num_features = group[0].num_features
+                    use = labels if det.requires_labels else None
+                    det._update(f, None if use is None else use.to(f.device))
+            n += x.shape[0]
+        if n == 0:
+            raise InputError(
+                f"id_loader yielded no samples: {type(todo[0]).__name__} needs "
+                "in-distribution data to fit on"
+            )
+        for det in todo:
+            det._finish(n)
+            det._fitted = True
+
+
+def score_detectors(detectors: Mapping[str, PosthocDetector], x: Tensor) -> dict[str, Tensor]:
+    """Scores of one batch by several fitted detectors (name -> (N,), higher = ID).
+
+    Detectors of the same model share one ``model.features(x)``; the results equal each
+    detector's own :meth:`PosthocDetector.score`.
+    """
+    out: dict[str, Tensor] = {}
+    names = {id(d): name for name, d in detectors.items()}
+    for group in _by_model(detectors.values()):
+        for det in group:
+            det._check_ready(x)
+        model = group[0].model
+        with _inference(model):
+            f = group[0]._features(x.to(_model_device(model)))
+            for det in group:
+                if det.num_features is None:
+                    det.num_features = int(f.shape[1])
+                elif f.shape[1] != det.num_features:
+                    raise InputError(
+                        f"model.features(x) has {f.shape[1]} columns, but the detector was "
+                        f"fitted on {det.num_features}-dimensional features"
+                    )
+                out[names[id(det)]] = det._score(f).to(x.device)
+    return {name: out[name] for name in detectors}
 
 
 # ----------------------------------------------------------------------------------------------

@@ -74,6 +74,15 @@ def _image_batches(ds: Any, batch_size: int) -> Iterable[tuple[Tensor, Tensor]]:
             yield normalize(x, ds.mean, ds.std), y
 
 
+def _detector_scores(detectors: Mapping[str, Any], x: Tensor) -> dict[str, Tensor]:
+    """Each detector's scores of a batch; post-hoc detectors of one model share a backbone pass."""
+    from ..posthoc import PosthocDetector, score_detectors
+
+    shared = {n: d for n, d in detectors.items() if isinstance(d, PosthocDetector)}
+    out = score_detectors(shared, x) if shared else {}
+    return {n: out[n] if n in out else d.score(x) for n, d in detectors.items()}
+
+
 @torch.no_grad()
 def score_batches(
     model: nn.Module,
@@ -105,8 +114,9 @@ def score_batches(
         logits = model(x.to(device)).float()
         for name, fn in fns.items():
             collected[name].append(fn(logits, temperature=temperature).double().cpu())
-        for name, det in (detectors or {}).items():
-            collected.setdefault(name, []).append(det.score(x.to(device)).double().cpu())
+        if detectors:
+            for name, values in _detector_scores(detectors, x.to(device)).items():
+                collected.setdefault(name, []).append(values.double().cpu())
         n += len(logits)
         if keep_logits:
             kept.append(logits.cpu())
