@@ -203,6 +203,57 @@ def table(out: Path, tag: str) -> str:
     return "\n".join(lines)
 
 
+BRIEF = {  # the rows of BENCHMARKS.md: every SoftMax score of note, each loss's paper score
+    "softmax": ("mps", "energy", "max_logit", "knn", "vim", "react", "mahalanobis"),
+    "isomax": ("es", "mps"),
+    "isomaxplus": ("mds", "es"),
+    "dismax": ("mmles", "mds"),
+}
+
+
+def brief(out: Path) -> str:
+    """BENCHMARKS.md's table: per network, the scores of BRIEF, mean +- std over seeds."""
+    runs: dict[tuple[str, str], list[dict]] = {}
+    for f in sorted(out.glob("*.json")):
+        if f.stem.count("-") > 2:  # variants carry a tag
+            continue
+        r = json.loads(f.read_text())
+        runs.setdefault((r["net"], r["loss"]), []).append(r)
+
+    def ms(values: list[float]) -> str:
+        m = 100 * statistics.mean(values)
+        return f"{m:.1f} ± {100 * statistics.stdev(values):.1f}" if len(values) > 1 else f"{m:.1f}"
+
+    head = (
+        "| net | loss (score) | seeds | accuracy | TinyImageNet TNR@TPR95 | TinyImageNet AUROC "
+        "| TinyImageNet FPR@95 (OOD+) | MNIST TNR@TPR95 | MNIST AUROC | train s (median) |"
+    )
+    lines = [head, "|---" * 10 + "|"]
+    for net in ("resnet20", "resnet32", "resnet56"):
+        for loss, scores in BRIEF.items():
+            rs = runs.get((net, loss), [])
+            if not rs:
+                continue
+            for score in scores:
+                ev = [r["evaluation"] for r in rs]
+                tin = [e["ood"]["tinyimagenet_val10k"][score] for e in ev]
+                mn = [e["ood"]["mnist"][score] for e in ev]
+                cells = [
+                    net,
+                    f"{loss} ({score})",
+                    str(len(rs)),
+                    ms([e["id"]["accuracy"] for e in ev]),
+                    ms([t["tnr_at_tpr95"] for t in tin]),
+                    ms([t["auroc"] for t in tin]),
+                    ms([t["fpr_at_tpr95"] for t in tin]),
+                    ms([t["tnr_at_tpr95"] for t in mn]),
+                    ms([t["auroc"] for t in mn]),
+                    f"{statistics.median(r['train_seconds'] for r in rs):.0f}",
+                ]
+                lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--nets", default="resnet20", help="resnet20,resnet32,resnet56")
@@ -215,12 +266,13 @@ def main() -> None:
     p.add_argument("--tag", default="", help="suffix of the result files (variants)")
     p.add_argument("--max-ood", type=int, default=None)
     p.add_argument("--table", action="store_true", help="print the table of finished runs")
+    p.add_argument("--brief", action="store_true", help="print BENCHMARKS.md's table")
     p.add_argument("--diagnose", action="store_true", help="backbone gradients at the start")
     args = p.parse_args()
     sys.path.insert(0, str(ROOT / "src"))
     args.out.mkdir(parents=True, exist_ok=True)
-    if args.table:
-        print(table(args.out, args.tag))
+    if args.table or args.brief:
+        print(brief(args.out) if args.brief else table(args.out, args.tag))
         return
 
     import torch
