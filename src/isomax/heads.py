@@ -20,6 +20,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ._checks import check_float_matrix, check_positive
+from ._names import resolve_name
 from .errors import InputError
 
 __all__ = [
@@ -300,7 +301,4 @@ def available_heads() -> list[str]:
 
 def build_head(name: str, in_features: int, num_classes: int) -> nn.Module:
     """Build a head by name: ``linear`` (= ``softmax``), ``isomax``, ``isomaxplus``, ``dismax``."""
-    key = name.lower().replace("-", "").replace("_", "").replace("+", "plus")
-    if key not in _HEADS:
-        raise InputError(f"unknown head {name!r}; valid names: {', '.join(available_heads())}")
-    return _HEADS[key](in_features, num_classes)
+    return _HEADS[resolve_name("head", name, available_heads())](in_features, num_classes)

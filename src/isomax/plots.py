@@ -28,7 +28,9 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import torch
 
+from ._names import find_name
 from .errors import InputError
+from .metrics import auroc, roc_curve
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -80,17 +82,13 @@ def _new_figure(width: float, height: float, layout: str = "tight") -> Figure:
     return fig
 
 
-def _canonical(name: str) -> str:
-    return name.lower().replace("-", "").replace("_", "").replace("+", "plus")
-
-
 def _styles(names: Sequence[str], arg: str) -> list[tuple[str, str, str]]:
     """``(key, display name, colour)`` per method, known methods first in canonical order."""
     seen: dict[str, str] = {}
     for name in names:
         if not isinstance(name, str):
             raise TypeError(f"{arg} keys must be method names (str), got {name!r}")
-        canon = _canonical(name) if _canonical(name) in _KNOWN else name
+        canon = find_name(name, _KNOWN) or name
         if canon in seen:
             raise InputError(f"{arg} has keys {seen[canon]!r} and {name!r} for the same method")
         seen[canon] = name
@@ -251,41 +249,13 @@ def _check_id_ood(
 
 def _auroc_text(ids: list[np.ndarray], oods: list[np.ndarray]) -> str:
     """AUROC of one seed, or mean +- std over seeds (as the report's tables)."""
-    values = [_auroc(a, b) for a, b in zip(ids, oods)]
+    values = [auroc(a, b) for a, b in zip(ids, oods)]
     if len(values) == 1:
         return f"AUROC {values[0]:.2%}"
     return (
         f"AUROC {100 * np.mean(values):.1f} ± {100 * np.std(values, ddof=1):.1f}%, "
         f"{len(values)} seeds"
     )
-
-
-# --------------------------------------------------------------------------------------------
-# Metrics (NumPy only)
-# --------------------------------------------------------------------------------------------
-
-
-def _auroc(id_scores: np.ndarray, ood_scores: np.ndarray) -> float:
-    """AUROC with ID positive: P(id > ood) + P(id == ood) / 2 (Mann-Whitney U, ties 1/2)."""
-    ood_sorted = np.sort(np.asarray(ood_scores, dtype=np.float64))
-    ids = np.asarray(id_scores, dtype=np.float64)
-    below = np.searchsorted(ood_sorted, ids, side="left").sum(dtype=np.int64)
-    below_or_tied = np.searchsorted(ood_sorted, ids, side="right").sum(dtype=np.int64)
-    return float((below + below_or_tied) / (2.0 * ids.size * ood_sorted.size))
-
-
-def _roc(id_scores: np.ndarray, ood_scores: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """``(fpr, tpr)`` accepting ``score >= t`` for every unique score t, from (0,0) to (1,1)."""
-    scores = np.concatenate([id_scores, ood_scores])
-    is_id = np.concatenate([np.ones(id_scores.size), np.zeros(ood_scores.size)])
-    order = np.argsort(-scores, kind="stable")
-    s = scores[order]
-    tp = np.cumsum(is_id[order])
-    fp = np.arange(1, s.size + 1) - tp
-    last = np.r_[np.flatnonzero(np.diff(s) != 0), s.size - 1]  # last index of each tie group
-    fpr = np.r_[0.0, fp[last] / ood_scores.size]
-    tpr = np.r_[0.0, tp[last] / id_scores.size]
-    return fpr, tpr
 
 
 def _hist_edges(pooled: np.ndarray) -> np.ndarray:
@@ -406,7 +376,7 @@ def plot_roc_curves(
             runs = list(zip(ids[method], oods[method, ood]))
             label = f"{display} ({_auroc_text(ids[method], oods[method, ood])})"
             for k, (x_id, x_ood) in enumerate(runs):
-                fpr, tpr = _roc(x_id, x_ood)
+                fpr, tpr, _ = roc_curve(x_id, x_ood)
                 width = 1.6 if len(runs) == 1 else 1.1
                 ax.plot(fpr, tpr, color=colour, linewidth=width, label=label if k == 0 else None)
         ax.set_xlim(-0.01, 1.01)

@@ -24,6 +24,7 @@ from typing import Any, TypeVar
 
 from torch import Tensor
 
+from .._names import add_name, find_name, registry_key, unknown_name
 from ..errors import InputError
 from .archive import extract_to_cache, is_archive
 from .core import (
@@ -58,12 +59,9 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 _DATASETS: dict[str, Callable[..., DatasetBundle]] = {}
 _OOD_DATASETS: dict[str, Callable[..., ImageDataset]] = {}
+#: Other names of registered sets (spellings such as ``cifar-10`` or ``fashion_mnist`` need no
+#: alias: names are matched by :func:`isomax._names.fold`).
 _ALIASES = {
-    "cifar-10": "cifar10",
-    "cifar-100": "cifar100",
-    "fashion_mnist": "fashion-mnist",
-    "fashionmnist": "fashion-mnist",
-    "tiny-imagenet": "tinyimagenet",
     "tinyimagenet-resize": "tinyimagenet",
     "imagenet-resize": "tinyimagenet",
     "lsun-resize": "lsun",
@@ -112,23 +110,16 @@ class DatasetBundle:
 
 
 # --------------------------------------------------------------------------- registration
-def _canonical(name: str) -> str:
-    key = name.strip().lower()
-    return _ALIASES.get(key, key)
-
-
 def register_dataset(name: str, *, overwrite: bool = False) -> Callable[[F], F]:
     """Decorator registering an in-distribution factory under ``name``.
 
     The factory is called as ``factory(root=..., split_val=..., seed=..., download=..., **kw)``
     and must return a :class:`DatasetBundle` (see :func:`make_bundle`).
     """
-    key = _canonical(name)
+    registry_key("dataset", name)
 
     def decorator(factory: F) -> F:
-        if key in _DATASETS and not overwrite:
-            raise InputError(f"dataset {key!r} is already registered (pass overwrite=True)")
-        _DATASETS[key] = factory
+        add_name("dataset", _DATASETS, name, factory, overwrite)
         return factory
 
     return decorator
@@ -142,12 +133,10 @@ def register_ood_dataset(name: str, *, overwrite: bool = False) -> Callable[[F],
     the bundle's shape and statistics. ``max_samples`` may be ignored by the factory: the
     registry subsamples afterwards.
     """
-    key = _canonical(name)
+    registry_key("OOD dataset", name)
 
     def decorator(factory: F) -> F:
-        if key in _OOD_DATASETS and not overwrite:
-            raise InputError(f"OOD dataset {key!r} is already registered (pass overwrite=True)")
-        _OOD_DATASETS[key] = factory
+        add_name("OOD dataset", _OOD_DATASETS, name, factory, overwrite)
         return factory
 
     return decorator
@@ -224,9 +213,13 @@ def make_bundle(
 
 def _unknown(name: str, ood: bool) -> ValueError:
     names = list_ood_datasets() + list_datasets() if ood else list_datasets()
-    return InputError(
-        f"unknown dataset {name!r}; valid names are {sorted(set(names))}, 'folder:PATH', "
-        "a folder path, or an archive path (.tar, .tar.gz, .tgz, .tar.bz2, .tar.xz, .zip)"
+    return unknown_name(
+        "dataset",
+        name,
+        sorted(set(names)),
+        _ALIASES,
+        also="'folder:PATH', a folder path, or an archive path "
+        "(.tar, .tar.gz, .tgz, .tar.bz2, .tar.xz, .zip)",
     )
 
 
@@ -392,8 +385,8 @@ def get_dataset(
     """
     if not 0.0 <= split_val < 1.0:
         raise InputError(f"split_val must be in [0, 1), got {split_val}")
-    key = _canonical(name)
-    if key in _DATASETS:
+    key = find_name(name, _DATASETS, _ALIASES)
+    if key is not None:
         return _DATASETS[key](root=root, split_val=split_val, seed=seed, download=download, **kw)
     path = _local_path(name)
     if path is None:
@@ -441,13 +434,14 @@ def get_ood_dataset(
         **kw: dataset-specific options; folders accept ``mode`` ("resize", "crop" or "pad")
             and ``on_error``.
     """
-    key = _canonical(name)
-    if key in _OOD_DATASETS:
+    key = find_name(name, _OOD_DATASETS, _ALIASES)
+    id_key = find_name(name, _DATASETS, _ALIASES)
+    if key is not None:
         ds = _OOD_DATASETS[key](
             like=like, root=root, download=download, max_samples=max_samples, seed=seed, **kw
         )
-    elif key in _DATASETS:
-        other = _DATASETS[key](root=root, split_val=0.0, seed=seed, download=download, **kw)
+    elif id_key is not None:
+        other = _DATASETS[id_key](root=root, split_val=0.0, seed=seed, download=download, **kw)
         ds = as_ood(other.test, like)
     else:
         path = _local_path(name)
