@@ -27,10 +27,14 @@ CASES = {
 }
 
 
+@pytest.mark.parametrize("seed", range(3))
 @pytest.mark.parametrize("case", list(CASES))
-def test_roc_curve_matches_sklearn(case: str) -> None:
-    ids, ood = CASES[case](np.random.default_rng(0))
+def test_roc_curve_matches_sklearn(case: str, seed: int) -> None:
+    ids, ood = CASES[case](np.random.default_rng(seed))
     fpr, tpr, thresholds = roc_curve(ids, ood)
+    assert (fpr[0], tpr[0], fpr[-1], tpr[-1]) == (0.0, 0.0, 1.0, 1.0)
+    assert np.all(np.diff(fpr) >= 0) and np.all(np.diff(tpr) >= 0)
+    assert np.all(np.diff(thresholds) < 0)
     ref_fpr, ref_tpr, ref_thr = _sklearn(ids, ood)
     np.testing.assert_array_equal(fpr, ref_fpr)
     np.testing.assert_array_equal(tpr, ref_tpr)
@@ -42,6 +46,11 @@ def test_roc_curve_matches_sklearn(case: str) -> None:
     assert area == pytest.approx(
         roc_auc_score(np.r_[np.ones(ids.size), np.zeros(ood.size)], np.r_[ids, ood]), abs=1e-12
     )
+
+
+def test_auroc_of_separated_sets() -> None:
+    assert auroc(np.array([2.0, 3.0]), np.array([1.0, 0.0])) == 1.0
+    assert auroc(np.array([0.0]), np.array([1.0])) == 0.0
 
 
 def test_roc_curve_takes_tensors_and_integers() -> None:

@@ -8,7 +8,7 @@ from collections.abc import Callable, Iterator
 import pytest
 
 from isomax import METHODS, get_method
-from isomax._names import add_name, find_name, fold, resolve_name
+from isomax._names import add_name, find_name, fold, resolve_name, unknown_name
 from isomax.data import get_dataset, get_ood_dataset, list_datasets, list_ood_datasets
 from isomax.data import registry as data_registry
 from isomax.engine.config import PRESETS, load_config
@@ -100,7 +100,10 @@ def test_every_registry_names_the_choices_of_an_unknown_name(registry: str) -> N
     kind, names, resolve = REGISTRIES[registry]
     with pytest.raises(ValueError) as info:
         resolve("nope")
-    assert str(info.value).startswith(f"unknown {kind} 'nope'; valid names: {', '.join(names())}")
+    message = str(info.value)
+    assert message.startswith(f"unknown {kind} 'nope'; valid names: {names()[0]}, ")
+    for name in names():
+        assert re.search(rf"[:,] {re.escape(name)}\b", message), (name, message)
 
 
 @pytest.mark.usefixtures("stand_ins")
@@ -153,7 +156,7 @@ def test_find_and_resolve_name() -> None:
         ValueError,
         match=r"^unknown score 'x'; valid names: max_logit, mps \(also: msp = mps\), or a file$",
     ):
-        resolve_name("score", "x", choices, {"msp": "mps", "maxlogit": "max_logit"}, "a file")
+        raise unknown_name("score", "x", choices, {"msp": "mps", "maxlogit": "max_logit"}, "a file")
 
 
 def test_add_name_refuses_a_second_spelling_of_a_taken_name() -> None:

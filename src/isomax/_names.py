@@ -81,17 +81,13 @@ def unknown_name(
 
 
 def resolve_name(
-    kind: str,
-    name: object,
-    choices: Iterable[str],
-    aliases: Mapping[str, str] | None = None,
-    also: str = "",
+    kind: str, name: object, choices: Iterable[str], aliases: Mapping[str, str] | None = None
 ) -> str:
     """The entry of ``choices`` that ``name`` spells; :func:`unknown_name`'s error if none."""
     listed = list(choices)
     found = find_name(name, listed, aliases)
     if found is None:
-        raise unknown_name(kind, name, listed, aliases, also)
+        raise unknown_name(kind, name, listed, aliases)
     return found
 
 

@@ -98,6 +98,18 @@ def _styles(names: Sequence[str], arg: str) -> list[tuple[str, str, str]]:
     return known + extra
 
 
+def _label_panel(
+    ax: Any, title: str, xlabel: str, ylabel: str, /, grid: str = "major", **legend: Any
+) -> None:
+    """Title, axis labels, legend (font size 8, ``legend`` options) and a light grid: the
+    furniture of every panel."""
+    ax.set_title(title, fontsize=10)
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.legend(fontsize=8, **legend)
+    ax.grid(alpha=0.25, which=grid)
+
+
 def _check_path(path: str | os.PathLike[str]) -> Path:
     if not isinstance(path, str | os.PathLike):
         raise TypeError(f"path must be a str or os.PathLike, got {type(path).__name__}")
@@ -333,16 +345,15 @@ def plot_score_histograms(
                 dens, _ = np.histogram(np.clip(x, edges[0], edges[-1]), edges, density=True)
                 ax.stairs(dens, edges, fill=True, color=colour_, alpha=0.35)
                 ax.stairs(dens, edges, color=colour_, linewidth=1.2, label=f"{name} (n={x.size:,})")
-            ax.set_title(f"{label} vs {ood}", fontsize=10)
-            ax.set_xlabel(f"{score} score" if score else "score")
-            ax.set_ylabel("density")
-            ax.legend(
+            _label_panel(
+                ax,
+                f"{label} vs {ood}",
+                f"{score} score" if score else "score",
+                "density",
                 title=_auroc_text(ids[method], oods[method, ood]),
                 loc="best",
-                fontsize=8,
                 title_fontsize=9,
             )
-            ax.grid(alpha=0.25)
     return _save(fig, out)
 
 
@@ -382,11 +393,13 @@ def plot_roc_curves(
         ax.set_xlim(-0.01, 1.01)
         ax.set_ylim(-0.01, 1.01)
         ax.set_box_aspect(1)
-        ax.set_title(f"ID vs {ood}", fontsize=10)
-        ax.set_xlabel("FPR (share of OOD accepted)")
-        ax.set_ylabel("TPR (share of ID accepted)")
-        ax.legend(loc="lower right", fontsize=8)
-        ax.grid(alpha=0.25)
+        _label_panel(
+            ax,
+            f"ID vs {ood}",
+            "FPR (share of OOD accepted)",
+            "TPR (share of ID accepted)",
+            loc="lower right",
+        )
     return _save(fig, out)
 
 
@@ -481,11 +494,13 @@ def plot_reliability(
         )
         ax.set_xlim(edges[0], edges[-1])
         ax.set_ylim(0, 1)
-        ax.set_title(f"{display}: ECE {ece:.2%}", fontsize=10)
-        ax.set_xlabel("confidence (max probability)")
-        ax.set_ylabel("accuracy")
-        ax.legend(loc="upper left", fontsize=8)
-        ax.grid(alpha=0.25)
+        _label_panel(
+            ax,
+            f"{display}: ECE {ece:.2%}",
+            "confidence (max probability)",
+            "accuracy",
+            loc="upper left",
+        )
     return _save(fig, out)
 
 
@@ -562,20 +577,13 @@ def plot_training_curves(
         handles.append(Line2D([], [], color=colour, label=display))
     if any_positive:
         ax_loss.set_yscale("log")
-    ax_loss.set_title("Training loss", fontsize=10)
-    ax_loss.set_xlabel("epoch")
-    ax_loss.set_ylabel("loss" + (" (log scale)" if any_positive else ""))
-    ax_loss.legend(handles=list(handles), fontsize=8)
-    ax_loss.grid(alpha=0.25, which="both")
+    loss_label = "loss" + (" (log scale)" if any_positive else "")
+    _label_panel(ax_loss, "Training loss", "epoch", loss_label, grid="both", handles=list(handles))
     handles += [
         Line2D([], [], color="black", linestyle="--", label="train"),
         Line2D([], [], color="black", linestyle="-", label="validation"),
     ]
-    ax_acc.set_title("Accuracy", fontsize=10)
-    ax_acc.set_xlabel("epoch")
-    ax_acc.set_ylabel("accuracy")
-    ax_acc.legend(handles=handles, fontsize=8)
-    ax_acc.grid(alpha=0.25)
+    _label_panel(ax_acc, "Accuracy", "epoch", "accuracy", handles=handles)
     first = min(float(d["epoch"].min()) for d in data.values())
     last = max(float(d["epoch"].max()) for d in data.values())
     for ax in (ax_loss, ax_acc):

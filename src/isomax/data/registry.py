@@ -267,6 +267,15 @@ def _dataset_root(path: Path) -> Path:
         return path
 
 
+def _hold_out_test(
+    dataset: ImageDataset, fraction: float, why: str
+) -> tuple[ImageDataset, ImageDataset]:
+    """``dataset`` split into train and a held-out test share ``fraction`` (seed 0), logged."""
+    logger.info("%s folder; holding out %.0f%% of the images (seed 0) as test", why, 100 * fraction)
+    kept, held = split_indices(len(dataset), fraction, 0)
+    return SubsetDataset(dataset, kept), SubsetDataset(dataset, held)
+
+
 def _folder_bundle(
     path: Path,
     name: str,
@@ -297,13 +306,7 @@ def _folder_bundle(
         if (base / "test").is_dir():
             test: ImageDataset = ImageFolderDataset(base / "test", classes=classes, **opts)
         else:
-            logger.info(
-                "%s has no test/ folder; holding out %.0f%% of train/ (seed 0) as test",
-                base,
-                100 * test_fraction,
-            )
-            kept, held = split_indices(len(train_full), test_fraction, 0)
-            train_full, test = SubsetDataset(train_full, kept), SubsetDataset(train_full, held)
+            train_full, test = _hold_out_test(train_full, test_fraction, f"{base} has no test/")
         val_dir = base / "val"
         if (
             val_dir.is_dir()
@@ -314,13 +317,7 @@ def _folder_bundle(
     else:
         whole = ImageFolderDataset(base, **opts)
         classes = whole.class_names  # type: ignore[assignment]
-        logger.info(
-            "%s has no train/ folder; holding out %.0f%% (seed 0) as test",
-            base,
-            100 * test_fraction,
-        )
-        kept, held = split_indices(len(whole), test_fraction, 0)
-        train_full, test = SubsetDataset(whole, kept), SubsetDataset(whole, held)
+        train_full, test = _hold_out_test(whole, test_fraction, f"{base} has no train/")
     if in_memory:
         train_full = _in_memory(train_full, num_workers)
         test = _in_memory(test, num_workers)

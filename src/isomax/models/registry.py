@@ -14,7 +14,7 @@ import fnmatch
 from collections.abc import Callable
 from typing import Any, TypeVar
 
-from .._names import add_name, registry_key, resolve_name
+from .._names import add_name, find_name, registry_key, unknown_name
 from ..errors import InputError
 from .base import Classifier, HeadSpec
 
@@ -100,7 +100,11 @@ def create_model(
             in_channels=in_channels,
             **kwargs,
         )
-    key = resolve_name("model", name, list_models(), also=f"'{TIMM_PREFIX}NAME' for a timm model")
+    key = find_name(name, _MODELS)
+    if key is None:
+        raise unknown_name(
+            "model", name, list_models(), also=f"'{TIMM_PREFIX}NAME' for a timm model"
+        )
     if in_channels is not None:
         kwargs["in_channels"] = in_channels
     model = _MODELS[key](num_classes=num_classes, head=head, **kwargs)
