@@ -318,3 +318,15 @@ def test_optional_modules_say_what_needs_them_and_how_to_install(monkeypatch, tm
         embedded._sklearn_datasets()
     with pytest.raises(ImportError, match="reading SVHN .mat files needs SciPy; install"):
         standard.read_svhn_mat(tmp_path / "x.mat")
+
+
+def test_both_image_datasets_take_the_same_keyword_options(tmp_path: Path) -> None:
+    root = _folder(tmp_path / "d")
+    options = {"image_size": (6, 5), "channels": 1, "mode": "pad", "on_error": "skip"}
+    for ds in (ImageFolderDataset(root, **options), ImageFilesDataset(root, **options)):
+        assert ds.shape == (1, 6, 5) and ds.mode == "pad" and ds.on_error == "skip"
+    for make in (ImageFolderDataset, ImageFilesDataset):
+        with pytest.raises(TypeError, match="image_sise"):
+            make(root, image_sise=8)
+        with pytest.raises(TypeError, match="positional"):
+            make(root, 8)
