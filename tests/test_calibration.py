@@ -151,6 +151,19 @@ def test_calibrate_head_sets_float_attribute() -> None:
     assert head.temperature == t == fit_temperature(z, labels, objective="ece")
 
 
+def test_calibrate_head_passes_the_fit_options_on() -> None:
+    z, labels = synthetic(0.5, n=2_000, seed=7)
+    head = FloatHead()
+    options = {"bounds": (0.8, 5.0), "n_bins": 10}
+    with pytest.warns(RuntimeWarning, match="bound"):
+        expected = fit_temperature(z, labels, "ece", **options)
+    with pytest.warns(RuntimeWarning, match="bound"):
+        assert calibrate_head(head, z, labels, "ece", **options) == expected
+    assert head.temperature == expected == pytest.approx(0.8)  # the bound, not T = 0.5
+    with pytest.raises(TypeError, match="n_bin"):
+        calibrate_head(head, z, labels, n_bin=10)
+
+
 def test_calibrate_head_rejects_heads_without_temperature() -> None:
     z, labels = synthetic(1.0, n=50)
     with pytest.raises(AttributeError, match="Linear.*no 'temperature' attribute"):

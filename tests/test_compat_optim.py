@@ -74,6 +74,6 @@ def test_param_groups_exclusions():
 def test_unknown_loss_rejected():
     with pytest.raises(
         ValueError,
-        match=r"unknown loss 'isomaxx'; valid losses: softmax, isomax, isomaxplus, dismax",
+        match=r"unknown loss 'isomaxx'; valid names: softmax, isomax, isomaxplus, dismax",
     ):
         isomax.get_method("isomaxx")

@@ -54,7 +54,7 @@ def _imported_modules() -> set[str]:
             elif (
                 isinstance(node, ast.Call)
                 and getattr(node.func, "attr", getattr(node.func, "id", None))
-                in ("import_module", "_import", "_import_timm")
+                in ("import_module", "_import", "_import_timm", "optional_module")
                 and node.args
                 and isinstance(node.args[0], ast.Constant)
                 and isinstance(node.args[0].value, str)

@@ -200,47 +200,6 @@ def test_training_curves_edge_cases(tmp_path):
 
 
 # --------------------------------------------------------------------------------------------
-# AUROC and ROC helpers
-# --------------------------------------------------------------------------------------------
-
-
-@pytest.mark.parametrize("seed", range(5))
-def test_auroc_matches_sklearn(seed):
-    from sklearn.metrics import roc_auc_score
-
-    g = np.random.default_rng(seed)
-    cases = [
-        (g.normal(0.5, 1, 200), g.normal(0, 1, 130)),  # continuous
-        (g.integers(0, 5, 200).astype(float), g.integers(0, 4, 90).astype(float)),  # many ties
-        (np.ones(7), np.ones(3)),  # all tied
-        (g.normal(size=1), g.normal(size=1)),
-    ]
-    for x_id, x_ood in cases:
-        y = np.r_[np.ones(x_id.size), np.zeros(x_ood.size)]
-        ref = roc_auc_score(y, np.r_[x_id, x_ood])
-        assert plots._auroc(x_id, x_ood) == pytest.approx(ref, abs=1e-12)
-        fpr, tpr = plots._roc(x_id, x_ood)
-        assert (fpr[0], tpr[0]) == (0.0, 0.0) and (fpr[-1], tpr[-1]) == (1.0, 1.0)
-        assert np.all(np.diff(fpr) >= 0) and np.all(np.diff(tpr) >= 0)
-        assert np.trapezoid(tpr, fpr) == pytest.approx(plots._auroc(x_id, x_ood), abs=1e-12)
-
-
-def test_roc_matches_sklearn_curve():
-    from sklearn.metrics import roc_curve
-
-    g = np.random.default_rng(3)
-    x_id, x_ood = g.integers(0, 20, 300).astype(float), g.integers(0, 15, 200).astype(float)
-    fpr, tpr = plots._roc(x_id, x_ood)
-    ref_fpr, ref_tpr, _ = roc_curve(
-        np.r_[np.ones(300), np.zeros(200)], np.r_[x_id, x_ood], drop_intermediate=False
-    )
-    np.testing.assert_allclose(fpr, ref_fpr)
-    np.testing.assert_allclose(tpr, ref_tpr)
-    assert plots._auroc(np.array([2.0, 3.0]), np.array([1.0, 0.0])) == 1.0
-    assert plots._auroc(np.array([0.0]), np.array([1.0])) == 0.0
-
-
-# --------------------------------------------------------------------------------------------
 # Bad inputs
 # --------------------------------------------------------------------------------------------
 

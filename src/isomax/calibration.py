@@ -153,15 +153,15 @@ def calibrate_head(
     logits: ArrayLike,
     labels: ArrayLike,
     objective: str = "nll",
-    *,
-    bounds: tuple[float, float] = (0.001, 100.0),
-    n_bins: int = 15,
+    **options: Any,
 ) -> float:
     """Fit a temperature on held-out ID data and store it on ``head.temperature``.
 
     ``logits`` must be the head's outputs *at temperature 1* (before any calibration): the
     fitted ``T`` replaces the current value, it is not multiplied into it. A tensor attribute
     (buffer or parameter) is filled in place; a plain number is replaced by a float.
+    ``objective`` and the keyword ``options`` (``bounds``, ``n_bins``) are those of
+    :func:`fit_temperature`.
 
     Returns:
         The fitted temperature (see :func:`fit_temperature`).
@@ -183,7 +183,7 @@ def calibrate_head(
         raise TypeError(
             f"head.temperature must be a float or a tensor, got {type(current).__name__}"
         )
-    t = fit_temperature(logits, labels, objective=objective, bounds=bounds, n_bins=n_bins)
+    t = fit_temperature(logits, labels, objective, **options)
     if isinstance(current, torch.Tensor):
         with torch.no_grad():
             current.fill_(t)

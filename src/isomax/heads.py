@@ -20,6 +20,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ._checks import check_float_matrix, check_positive
+from ._names import resolve_name
 from .errors import InputError
 
 __all__ = [
@@ -280,27 +281,22 @@ class DisMaxHead(IsoMaxPlusHead):
         return -(d + d.mean(dim=1, keepdim=True)) / self.temperature
 
 
-def _linear(in_features: int, num_classes: int) -> nn.Module:
-    return nn.Linear(in_features, num_classes)
-
-
 _HEADS: dict[str, Callable[[int, int], nn.Module]] = {
-    "linear": _linear,
-    "softmax": _linear,
+    "linear": nn.Linear,
     "isomax": IsoMaxHead,
     "isomaxplus": IsoMaxPlusHead,
     "dismax": DisMaxHead,
 }
+#: ``softmax`` names the linear head that the SoftMax loss trains.
+_HEAD_ALIASES = {"softmax": "linear"}
 
 
 def available_heads() -> list[str]:
-    """Names accepted by :func:`build_head`."""
-    return sorted(_HEADS)
+    """Names accepted by :func:`build_head` (``softmax`` is ``linear``)."""
+    return sorted([*_HEADS, *_HEAD_ALIASES])
 
 
 def build_head(name: str, in_features: int, num_classes: int) -> nn.Module:
     """Build a head by name: ``linear`` (= ``softmax``), ``isomax``, ``isomaxplus``, ``dismax``."""
-    key = name.lower().replace("-", "").replace("_", "").replace("+", "plus")
-    if key not in _HEADS:
-        raise InputError(f"unknown head {name!r}; valid names: {', '.join(available_heads())}")
+    key = resolve_name("head", name, sorted(_HEADS), _HEAD_ALIASES)
     return _HEADS[key](in_features, num_classes)

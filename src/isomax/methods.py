@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 from torch import nn
 
+from ._names import resolve_name
 from .errors import InputError
 from .fpr import FPRLoss
 from .heads import DisMaxHead, IsoMaxHead, IsoMaxPlusHead, build_head
@@ -48,10 +49,7 @@ METHODS: dict[str, Method] = {
 
 def get_method(name: str) -> Method:
     """Look a method up by name: ``softmax``, ``isomax``, ``isomaxplus`` (``isomax+``), ``dismax``."""
-    key = name.lower().replace("-", "").replace("_", "").replace("+", "plus")
-    if key not in METHODS:
-        raise InputError(f"unknown loss {name!r}; valid losses: {', '.join(METHODS)}")
-    return METHODS[key]
+    return METHODS[resolve_name("loss", name, METHODS)]
 
 
 def find_head(model: nn.Module) -> nn.Module | None:

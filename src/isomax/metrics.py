@@ -46,6 +46,7 @@ __all__ = [
     "nll",
     "ood_metrics",
     "reliability_diagram",
+    "roc_curve",
     "tnr_at_tpr",
 ]
 
@@ -599,3 +600,29 @@ def reliability_diagram(
         "ece": float(np.abs(sum_correct - sum_conf).sum() / conf.shape[0]),
         "mce": float(np.max(np.abs(mean_acc[full] - mean_conf[full]))),
     }
+
+
+def roc_curve(
+    id_scores: ArrayLike, ood_scores: ArrayLike
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The ROC curve, ID positive: ``score >= t`` is accepted, for every distinct score ``t``.
+
+    Returns:
+        ``(fpr, tpr, thresholds)``, float64 arrays of one length (the number of distinct scores
+        plus one), thresholds falling from ``+inf`` (the point (0, 0)) to the lowest score (the
+        point (1, 1)). ``fpr`` is the share of OOD scores accepted, ``tpr`` the share of ID ones.
+        As ``sklearn.metrics.roc_curve(labels, scores, drop_intermediate=False)`` with ID
+        labelled 1; the area under it is :func:`auroc`.
+    """
+    ids, ood = _check_pair(id_scores, ood_scores)
+    scores = np.concatenate([ids, ood])
+    is_id = np.zeros(scores.shape[0], dtype=np.int64)
+    is_id[: ids.shape[0]] = 1
+    order = np.argsort(scores, kind="stable")[::-1]
+    s = scores[order]
+    tp = np.cumsum(is_id[order])
+    fp = np.arange(1, s.shape[0] + 1) - tp
+    last = np.r_[np.flatnonzero(s[1:] != s[:-1]), s.shape[0] - 1]  # each tie group's end
+    fpr = np.r_[0.0, fp[last] / ood.shape[0]]
+    tpr = np.r_[0.0, tp[last] / ids.shape[0]]
+    return fpr, tpr, np.r_[np.inf, s[last].astype(np.float64)]

@@ -28,7 +28,9 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import torch
 
+from ._names import find_name
 from .errors import InputError
+from .metrics import auroc, roc_curve
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -80,17 +82,13 @@ def _new_figure(width: float, height: float, layout: str = "tight") -> Figure:
     return fig
 
 
-def _canonical(name: str) -> str:
-    return name.lower().replace("-", "").replace("_", "").replace("+", "plus")
-
-
 def _styles(names: Sequence[str], arg: str) -> list[tuple[str, str, str]]:
     """``(key, display name, colour)`` per method, known methods first in canonical order."""
     seen: dict[str, str] = {}
     for name in names:
         if not isinstance(name, str):
             raise TypeError(f"{arg} keys must be method names (str), got {name!r}")
-        canon = _canonical(name) if _canonical(name) in _KNOWN else name
+        canon = find_name(name, _KNOWN) or name
         if canon in seen:
             raise InputError(f"{arg} has keys {seen[canon]!r} and {name!r} for the same method")
         seen[canon] = name
@@ -98,6 +96,18 @@ def _styles(names: Sequence[str], arg: str) -> list[tuple[str, str, str]]:
     unknown = [n for k, n in seen.items() if k not in _KNOWN]
     extra = [(n, n, _EXTRA_COLOURS[i % len(_EXTRA_COLOURS)]) for i, n in enumerate(unknown)]
     return known + extra
+
+
+def _label_panel(
+    ax: Any, title: str, xlabel: str, ylabel: str, /, grid: str = "major", **legend: Any
+) -> None:
+    """Title, axis labels, legend (font size 8, ``legend`` options) and a light grid: the
+    furniture of every panel."""
+    ax.set_title(title, fontsize=10)
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.legend(fontsize=8, **legend)
+    ax.grid(alpha=0.25, which=grid)
 
 
 def _check_path(path: str | os.PathLike[str]) -> Path:
@@ -251,41 +261,13 @@ def _check_id_ood(
 
 def _auroc_text(ids: list[np.ndarray], oods: list[np.ndarray]) -> str:
     """AUROC of one seed, or mean +- std over seeds (as the report's tables)."""
-    values = [_auroc(a, b) for a, b in zip(ids, oods)]
+    values = [auroc(a, b) for a, b in zip(ids, oods)]
     if len(values) == 1:
         return f"AUROC {values[0]:.2%}"
     return (
         f"AUROC {100 * np.mean(values):.1f} ± {100 * np.std(values, ddof=1):.1f}%, "
         f"{len(values)} seeds"
     )
-
-
-# --------------------------------------------------------------------------------------------
-# Metrics (NumPy only)
-# --------------------------------------------------------------------------------------------
-
-
-def _auroc(id_scores: np.ndarray, ood_scores: np.ndarray) -> float:
-    """AUROC with ID positive: P(id > ood) + P(id == ood) / 2 (Mann-Whitney U, ties 1/2)."""
-    ood_sorted = np.sort(np.asarray(ood_scores, dtype=np.float64))
-    ids = np.asarray(id_scores, dtype=np.float64)
-    below = np.searchsorted(ood_sorted, ids, side="left").sum(dtype=np.int64)
-    below_or_tied = np.searchsorted(ood_sorted, ids, side="right").sum(dtype=np.int64)
-    return float((below + below_or_tied) / (2.0 * ids.size * ood_sorted.size))
-
-
-def _roc(id_scores: np.ndarray, ood_scores: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """``(fpr, tpr)`` accepting ``score >= t`` for every unique score t, from (0,0) to (1,1)."""
-    scores = np.concatenate([id_scores, ood_scores])
-    is_id = np.concatenate([np.ones(id_scores.size), np.zeros(ood_scores.size)])
-    order = np.argsort(-scores, kind="stable")
-    s = scores[order]
-    tp = np.cumsum(is_id[order])
-    fp = np.arange(1, s.size + 1) - tp
-    last = np.r_[np.flatnonzero(np.diff(s) != 0), s.size - 1]  # last index of each tie group
-    fpr = np.r_[0.0, fp[last] / ood_scores.size]
-    tpr = np.r_[0.0, tp[last] / id_scores.size]
-    return fpr, tpr
 
 
 def _hist_edges(pooled: np.ndarray) -> np.ndarray:
@@ -363,16 +345,15 @@ def plot_score_histograms(
                 dens, _ = np.histogram(np.clip(x, edges[0], edges[-1]), edges, density=True)
                 ax.stairs(dens, edges, fill=True, color=colour_, alpha=0.35)
                 ax.stairs(dens, edges, color=colour_, linewidth=1.2, label=f"{name} (n={x.size:,})")
-            ax.set_title(f"{label} vs {ood}", fontsize=10)
-            ax.set_xlabel(f"{score} score" if score else "score")
-            ax.set_ylabel("density")
-            ax.legend(
+            _label_panel(
+                ax,
+                f"{label} vs {ood}",
+                f"{score} score" if score else "score",
+                "density",
                 title=_auroc_text(ids[method], oods[method, ood]),
                 loc="best",
-                fontsize=8,
                 title_fontsize=9,
             )
-            ax.grid(alpha=0.25)
     return _save(fig, out)
 
 
@@ -406,17 +387,19 @@ def plot_roc_curves(
             runs = list(zip(ids[method], oods[method, ood]))
             label = f"{display} ({_auroc_text(ids[method], oods[method, ood])})"
             for k, (x_id, x_ood) in enumerate(runs):
-                fpr, tpr = _roc(x_id, x_ood)
+                fpr, tpr, _ = roc_curve(x_id, x_ood)
                 width = 1.6 if len(runs) == 1 else 1.1
                 ax.plot(fpr, tpr, color=colour, linewidth=width, label=label if k == 0 else None)
         ax.set_xlim(-0.01, 1.01)
         ax.set_ylim(-0.01, 1.01)
         ax.set_box_aspect(1)
-        ax.set_title(f"ID vs {ood}", fontsize=10)
-        ax.set_xlabel("FPR (share of OOD accepted)")
-        ax.set_ylabel("TPR (share of ID accepted)")
-        ax.legend(loc="lower right", fontsize=8)
-        ax.grid(alpha=0.25)
+        _label_panel(
+            ax,
+            f"ID vs {ood}",
+            "FPR (share of OOD accepted)",
+            "TPR (share of ID accepted)",
+            loc="lower right",
+        )
     return _save(fig, out)
 
 
@@ -511,11 +494,13 @@ def plot_reliability(
         )
         ax.set_xlim(edges[0], edges[-1])
         ax.set_ylim(0, 1)
-        ax.set_title(f"{display}: ECE {ece:.2%}", fontsize=10)
-        ax.set_xlabel("confidence (max probability)")
-        ax.set_ylabel("accuracy")
-        ax.legend(loc="upper left", fontsize=8)
-        ax.grid(alpha=0.25)
+        _label_panel(
+            ax,
+            f"{display}: ECE {ece:.2%}",
+            "confidence (max probability)",
+            "accuracy",
+            loc="upper left",
+        )
     return _save(fig, out)
 
 
@@ -592,20 +577,13 @@ def plot_training_curves(
         handles.append(Line2D([], [], color=colour, label=display))
     if any_positive:
         ax_loss.set_yscale("log")
-    ax_loss.set_title("Training loss", fontsize=10)
-    ax_loss.set_xlabel("epoch")
-    ax_loss.set_ylabel("loss" + (" (log scale)" if any_positive else ""))
-    ax_loss.legend(handles=list(handles), fontsize=8)
-    ax_loss.grid(alpha=0.25, which="both")
+    loss_label = "loss" + (" (log scale)" if any_positive else "")
+    _label_panel(ax_loss, "Training loss", "epoch", loss_label, grid="both", handles=list(handles))
     handles += [
         Line2D([], [], color="black", linestyle="--", label="train"),
         Line2D([], [], color="black", linestyle="-", label="validation"),
     ]
-    ax_acc.set_title("Accuracy", fontsize=10)
-    ax_acc.set_xlabel("epoch")
-    ax_acc.set_ylabel("accuracy")
-    ax_acc.legend(handles=handles, fontsize=8)
-    ax_acc.grid(alpha=0.25)
+    _label_panel(ax_acc, "Accuracy", "epoch", "accuracy", handles=handles)
     first = min(float(d["epoch"].min()) for d in data.values())
     last = max(float(d["epoch"].max()) for d in data.values())
     for ax in (ax_loss, ax_acc):

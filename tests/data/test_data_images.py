@@ -298,3 +298,35 @@ def test_load_images_unreadable_file_raises(tmp_path):
         load_images([tmp_path], (1, 8, 8), [0.0], [1.0], on_error="raise")
     with pytest.raises(ValueError, match=r"none of the 1 image files could be read"):
         load_images([tmp_path], (1, 8, 8), [0.0], [1.0], on_error="skip")
+
+
+def test_optional_modules_say_what_needs_them_and_how_to_install(monkeypatch, tmp_path):
+    import sys
+
+    from isomax.data import embedded, standard
+    from isomax.data.core import optional_module
+
+    with pytest.raises(
+        ImportError, match=r"^reading X needs Y; install it with: pip install 'isomax\[full\]'$"
+    ):
+        optional_module("isomax_no_such_module", "reading X needs Y")
+    for module in ("PIL.Image", "sklearn.datasets", "scipy.io"):
+        monkeypatch.setitem(sys.modules, module, None)  # import fails as if not installed
+    with pytest.raises(ImportError, match="reading image files needs Pillow; install"):
+        decode_image(tmp_path / "x.png", 3)
+    with pytest.raises(ImportError, match="the embedded datasets need scikit-learn; install"):
+        embedded._sklearn_datasets()
+    with pytest.raises(ImportError, match="reading SVHN .mat files needs SciPy; install"):
+        standard.read_svhn_mat(tmp_path / "x.mat")
+
+
+def test_both_image_datasets_take_the_same_keyword_options(tmp_path: Path) -> None:
+    root = _folder(tmp_path / "d")
+    options = {"image_size": (6, 5), "channels": 1, "mode": "pad", "on_error": "skip"}
+    for ds in (ImageFolderDataset(root, **options), ImageFilesDataset(root, **options)):
+        assert ds.shape == (1, 6, 5) and ds.mode == "pad" and ds.on_error == "skip"
+    for make in (ImageFolderDataset, ImageFilesDataset):
+        with pytest.raises(TypeError, match="image_sise"):
+            make(root, image_sise=8)
+        with pytest.raises(TypeError, match="positional"):
+            make(root, 8)

@@ -185,7 +185,7 @@ CONFIG_ERRORS = [
     pytest.param(
         lambda: load_config(preset="turbo"),
         ValueError,
-        r"unknown preset 'turbo'; valid presets: paper, fast, cpu",
+        r"unknown preset 'turbo'; valid names: paper, fast, cpu",
         id="unknown-preset",
     ),
     pytest.param(

@@ -15,12 +15,14 @@ Conventions used throughout :mod:`isomax.data`:
 
 from __future__ import annotations
 
+import importlib
 import logging
 import math
 import os
 import threading
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from typing import Any
 
 import numpy as np
 import torch
@@ -56,6 +58,15 @@ FIT_MODES = ("resize", "crop", "pad")
 """How :func:`fit_image` brings an image to a new spatial size."""
 
 _GREY_WEIGHTS = (0.299, 0.587, 0.114)  # ITU-R 601-2 luma, as PIL's "L" conversion
+
+
+def optional_module(module: str, needed_by: str) -> Any:
+    """Import ``module`` (an optional dependency); if it is missing, an ImportError that says
+    ``needed_by`` (e.g. ``"reading image files needs Pillow"``) and how to install it."""
+    try:
+        return importlib.import_module(module)
+    except ImportError as exc:
+        raise ImportError(f"{needed_by}; install it with: pip install 'isomax[full]'") from exc
 
 
 def default_num_workers() -> int:

@@ -37,7 +37,14 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from ..errors import InputError
-from .core import ImageDataset, Shape, TensorImageDataset, _check_index, fit_image
+from .core import (
+    ImageDataset,
+    Shape,
+    TensorImageDataset,
+    _check_index,
+    fit_image,
+    optional_module,
+)
 from .registry import (
     DEFAULT_OOD,
     DatasetBundle,
@@ -54,13 +61,7 @@ DEFAULT_SYNTHETIC_SAMPLES = 1000
 
 
 def _sklearn_datasets() -> Any:
-    try:
-        import sklearn.datasets as skd
-    except ImportError as exc:  # pragma: no cover - depends on the environment
-        raise ImportError(
-            "the embedded datasets need scikit-learn; install it with: pip install 'isomax[full]'"
-        ) from exc
-    return skd
+    return optional_module("sklearn.datasets", "the embedded datasets need scikit-learn")
 
 
 @functools.lru_cache(maxsize=1)

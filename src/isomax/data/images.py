@@ -33,7 +33,14 @@ import torch
 from torch import Tensor
 
 from ..errors import InputError
-from .core import FIT_MODES, ImageDataset, TensorImageDataset, default_num_workers, fit_image
+from .core import (
+    FIT_MODES,
+    ImageDataset,
+    TensorImageDataset,
+    default_num_workers,
+    fit_image,
+    optional_module,
+)
 from .errors import CorruptImageError
 
 __all__ = [
@@ -60,16 +67,6 @@ IMAGE_EXTENSIONS = (
     ".pbm",
 )
 ON_ERROR = ("raise", "skip")
-
-
-def _pil() -> Any:
-    try:
-        from PIL import Image
-    except ImportError as exc:  # pragma: no cover - depends on the environment
-        raise ImportError(
-            "reading image files needs Pillow; install it with: pip install 'isomax[full]'"
-        ) from exc
-    return Image
 
 
 def _special_kind(mode: int) -> str | None:
@@ -148,7 +145,7 @@ def decode_image(path: str | os.PathLike[str], channels: int = 3) -> Tensor:
     """
     if channels not in (1, 3):
         raise InputError(f"channels must be 1 or 3, got {channels}")
-    image_mod = _pil()
+    image_mod = optional_module("PIL.Image", "reading image files needs Pillow")
     fh = _open_regular(path)
     try:
         with fh, image_mod.open(fh) as im:
@@ -202,15 +199,17 @@ class _FileImageDataset(ImageDataset):
         self,
         files: Sequence[Path],
         labels: Sequence[int],
-        image_size: int | Sequence[int],
-        channels: int,
-        mode: str,
-        mean: Sequence[float] | None,
-        std: Sequence[float] | None,
-        on_error: str,
-        transform: Callable[[Tensor], Tensor] | None,
-        class_names: Sequence[str] | None,
+        class_names: Sequence[str] | None = None,
+        *,
+        image_size: int | Sequence[int] = 32,
+        channels: int = 3,
+        mode: str = "resize",
+        mean: Sequence[float] | None = None,
+        std: Sequence[float] | None = None,
+        on_error: str = "raise",
+        transform: Callable[[Tensor], Tensor] | None = None,
     ) -> None:
+        """The options of both public classes (documented in :class:`ImageFolderDataset`)."""
         if on_error not in ON_ERROR:
             raise InputError(f"on_error must be one of {ON_ERROR}, got {on_error!r}")
         if mode not in FIT_MODES:
@@ -326,27 +325,23 @@ class ImageFolderDataset(_FileImageDataset):
 
     Args:
         root: folder whose subfolders are the classes.
-        image_size: output ``(H, W)`` (an int for square), default 32.
-        channels: 3 (RGB) or 1 (greyscale).
-        mode: how images are brought to ``image_size``: ``"resize"``, ``"crop"`` or ``"pad"``.
         classes: class folder names in label order; default: all non-hidden subfolders sorted
             alphabetically. Pass the training split's classes for a test split.
-        mean, std: normalisation statistics (default 0 and 1, i.e. plain [0, 1] scaling).
-        on_error: ``"raise"`` or ``"skip"`` for undecodable files (see the module docs).
-        transform: optional callable on the normalised tensor.
+        **options: keyword options, shared with :class:`ImageFilesDataset`:
+
+            * ``image_size``: output ``(H, W)`` (an int for square), default 32.
+            * ``channels``: 3 (RGB, the default) or 1 (greyscale).
+            * ``mode``: how images are brought to ``image_size``: ``"resize"`` (default),
+              ``"crop"`` or ``"pad"``.
+            * ``mean``, ``std``: normalisation statistics (default 0 and 1, i.e. plain [0, 1]
+              scaling).
+            * ``on_error``: ``"raise"`` (default) or ``"skip"`` for undecodable files (see the
+              module docs).
+            * ``transform``: optional callable on the normalised tensor.
     """
 
     def __init__(
-        self,
-        root: str | os.PathLike[str],
-        image_size: int | Sequence[int] = 32,
-        channels: int = 3,
-        mode: str = "resize",
-        classes: Sequence[str] | None = None,
-        mean: Sequence[float] | None = None,
-        std: Sequence[float] | None = None,
-        on_error: str = "raise",
-        transform: Callable[[Tensor], Tensor] | None = None,
+        self, root: str | os.PathLike[str], *, classes: Sequence[str] | None = None, **options: Any
     ) -> None:
         root = Path(root)
         if not root.is_dir():
@@ -393,9 +388,7 @@ class ImageFolderDataset(_FileImageDataset):
             )
         if not files:
             raise InputError(f"no image files ({', '.join(IMAGE_EXTENSIONS)}) found under {root}")
-        super().__init__(
-            files, labels, image_size, channels, mode, mean, std, on_error, transform, classes
-        )
+        super().__init__(files, labels, classes, **options)
         self.root = root
 
     @property
@@ -407,33 +400,12 @@ class ImageFolderDataset(_FileImageDataset):
 class ImageFilesDataset(_FileImageDataset):
     """Every image file under ``root`` (flat or nested), label ``-1`` (for OOD sets).
 
-    Args are as for :class:`ImageFolderDataset`; the order is the sorted relative path.
+    ``options`` are those of :class:`ImageFolderDataset`; the order is the sorted relative path.
     """
 
-    def __init__(
-        self,
-        root: str | os.PathLike[str],
-        image_size: int | Sequence[int] = 32,
-        channels: int = 3,
-        mode: str = "resize",
-        mean: Sequence[float] | None = None,
-        std: Sequence[float] | None = None,
-        on_error: str = "raise",
-        transform: Callable[[Tensor], Tensor] | None = None,
-    ) -> None:
+    def __init__(self, root: str | os.PathLike[str], **options: Any) -> None:
         files = find_images(root)
         if not files:
             raise InputError(f"no image files ({', '.join(IMAGE_EXTENSIONS)}) found under {root}")
-        super().__init__(
-            files,
-            [-1] * len(files),
-            image_size,
-            channels,
-            mode,
-            mean,
-            std,
-            on_error,
-            transform,
-            None,
-        )
+        super().__init__(files, [-1] * len(files), **options)
         self.root = Path(root)

@@ -6,6 +6,7 @@ import logging
 import os
 from collections.abc import Iterator, Sequence
 from pathlib import Path
+from typing import Any
 
 import torch
 from torch import Tensor
@@ -85,14 +86,15 @@ def load_images(
     input_shape: Sequence[int],
     mean: Sequence[float],
     std: Sequence[float],
-    on_error: str = "skip",
+    **options: Any,
 ) -> tuple[Tensor, list[str], list[str]]:
-    """All images of ``paths`` in one batch (see :func:`iter_image_batches`).
+    """All images of ``paths`` at once; ``options`` (``on_error``) as for
+    :func:`iter_image_batches`.
 
     Returns:
         (images (N, C, H, W) float32, the N paths in order, the skipped paths).
     """
-    parts = list(iter_image_batches(paths, input_shape, mean, std, on_error, batch_size=1024))
+    parts = list(iter_image_batches(paths, input_shape, mean, std, **options))
     kept = [p for part in parts for p in part[1]]
     skipped = [p for part in parts for p in part[2]]
     if not kept:

@@ -24,6 +24,7 @@ from typing import Any, TypeVar
 
 from torch import Tensor
 
+from .._names import add_name, find_name, registry_key, unknown_name
 from ..errors import InputError
 from .archive import extract_to_cache, is_archive
 from .core import (
@@ -58,12 +59,9 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 _DATASETS: dict[str, Callable[..., DatasetBundle]] = {}
 _OOD_DATASETS: dict[str, Callable[..., ImageDataset]] = {}
+#: Other names of registered sets (spellings such as ``cifar-10`` or ``fashion_mnist`` need no
+#: alias: names are matched by :func:`isomax._names.fold`).
 _ALIASES = {
-    "cifar-10": "cifar10",
-    "cifar-100": "cifar100",
-    "fashion_mnist": "fashion-mnist",
-    "fashionmnist": "fashion-mnist",
-    "tiny-imagenet": "tinyimagenet",
     "tinyimagenet-resize": "tinyimagenet",
     "imagenet-resize": "tinyimagenet",
     "lsun-resize": "lsun",
@@ -112,23 +110,16 @@ class DatasetBundle:
 
 
 # --------------------------------------------------------------------------- registration
-def _canonical(name: str) -> str:
-    key = name.strip().lower()
-    return _ALIASES.get(key, key)
-
-
 def register_dataset(name: str, *, overwrite: bool = False) -> Callable[[F], F]:
     """Decorator registering an in-distribution factory under ``name``.
 
     The factory is called as ``factory(root=..., split_val=..., seed=..., download=..., **kw)``
     and must return a :class:`DatasetBundle` (see :func:`make_bundle`).
     """
-    key = _canonical(name)
+    registry_key("dataset", name)
 
     def decorator(factory: F) -> F:
-        if key in _DATASETS and not overwrite:
-            raise InputError(f"dataset {key!r} is already registered (pass overwrite=True)")
-        _DATASETS[key] = factory
+        add_name("dataset", _DATASETS, name, factory, overwrite)
         return factory
 
     return decorator
@@ -142,12 +133,10 @@ def register_ood_dataset(name: str, *, overwrite: bool = False) -> Callable[[F],
     the bundle's shape and statistics. ``max_samples`` may be ignored by the factory: the
     registry subsamples afterwards.
     """
-    key = _canonical(name)
+    registry_key("OOD dataset", name)
 
     def decorator(factory: F) -> F:
-        if key in _OOD_DATASETS and not overwrite:
-            raise InputError(f"OOD dataset {key!r} is already registered (pass overwrite=True)")
-        _OOD_DATASETS[key] = factory
+        add_name("OOD dataset", _OOD_DATASETS, name, factory, overwrite)
         return factory
 
     return decorator
@@ -224,9 +213,13 @@ def make_bundle(
 
 def _unknown(name: str, ood: bool) -> ValueError:
     names = list_ood_datasets() + list_datasets() if ood else list_datasets()
-    return InputError(
-        f"unknown dataset {name!r}; valid names are {sorted(set(names))}, 'folder:PATH', "
-        "a folder path, or an archive path (.tar, .tar.gz, .tgz, .tar.bz2, .tar.xz, .zip)"
+    return unknown_name(
+        "dataset",
+        name,
+        sorted(set(names)),
+        _ALIASES,
+        also="'folder:PATH', a folder path, or an archive path "
+        "(.tar, .tar.gz, .tgz, .tar.bz2, .tar.xz, .zip)",
     )
 
 
@@ -274,6 +267,15 @@ def _dataset_root(path: Path) -> Path:
         return path
 
 
+def _hold_out_test(
+    dataset: ImageDataset, fraction: float, why: str
+) -> tuple[ImageDataset, ImageDataset]:
+    """``dataset`` split into train and a held-out test share ``fraction`` (seed 0), logged."""
+    logger.info("%s folder; holding out %.0f%% of the images (seed 0) as test", why, 100 * fraction)
+    kept, held = split_indices(len(dataset), fraction, 0)
+    return SubsetDataset(dataset, kept), SubsetDataset(dataset, held)
+
+
 def _folder_bundle(
     path: Path,
     name: str,
@@ -304,13 +306,7 @@ def _folder_bundle(
         if (base / "test").is_dir():
             test: ImageDataset = ImageFolderDataset(base / "test", classes=classes, **opts)
         else:
-            logger.info(
-                "%s has no test/ folder; holding out %.0f%% of train/ (seed 0) as test",
-                base,
-                100 * test_fraction,
-            )
-            kept, held = split_indices(len(train_full), test_fraction, 0)
-            train_full, test = SubsetDataset(train_full, kept), SubsetDataset(train_full, held)
+            train_full, test = _hold_out_test(train_full, test_fraction, f"{base} has no test/")
         val_dir = base / "val"
         if (
             val_dir.is_dir()
@@ -321,13 +317,7 @@ def _folder_bundle(
     else:
         whole = ImageFolderDataset(base, **opts)
         classes = whole.class_names  # type: ignore[assignment]
-        logger.info(
-            "%s has no train/ folder; holding out %.0f%% (seed 0) as test",
-            base,
-            100 * test_fraction,
-        )
-        kept, held = split_indices(len(whole), test_fraction, 0)
-        train_full, test = SubsetDataset(whole, kept), SubsetDataset(whole, held)
+        train_full, test = _hold_out_test(whole, test_fraction, f"{base} has no train/")
     if in_memory:
         train_full = _in_memory(train_full, num_workers)
         test = _in_memory(test, num_workers)
@@ -392,8 +382,8 @@ def get_dataset(
     """
     if not 0.0 <= split_val < 1.0:
         raise InputError(f"split_val must be in [0, 1), got {split_val}")
-    key = _canonical(name)
-    if key in _DATASETS:
+    key = find_name(name, _DATASETS, _ALIASES)
+    if key is not None:
         return _DATASETS[key](root=root, split_val=split_val, seed=seed, download=download, **kw)
     path = _local_path(name)
     if path is None:
@@ -441,13 +431,14 @@ def get_ood_dataset(
         **kw: dataset-specific options; folders accept ``mode`` ("resize", "crop" or "pad")
             and ``on_error``.
     """
-    key = _canonical(name)
-    if key in _OOD_DATASETS:
+    key = find_name(name, _OOD_DATASETS, _ALIASES)
+    id_key = find_name(name, _DATASETS, _ALIASES)
+    if key is not None:
         ds = _OOD_DATASETS[key](
             like=like, root=root, download=download, max_samples=max_samples, seed=seed, **kw
         )
-    elif key in _DATASETS:
-        other = _DATASETS[key](root=root, split_val=0.0, seed=seed, download=download, **kw)
+    elif id_key is not None:
+        other = _DATASETS[id_key](root=root, split_val=0.0, seed=seed, download=download, **kw)
         ds = as_ood(other.test, like)
     else:
         path = _local_path(name)

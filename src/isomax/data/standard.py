@@ -41,7 +41,7 @@ import torch
 
 from ..errors import InputError
 from .archive import cached_extraction_dir, extract_to_cache, is_archive
-from .core import ImageDataset, TensorImageDataset
+from .core import ImageDataset, TensorImageDataset, optional_module
 from .downloads import (
     RemoteFile,
     default_cache_dir,
@@ -84,6 +84,11 @@ _SVHN = "http://ufldl.stanford.edu/housenumbers/"
 _DROPBOX = "https://www.dropbox.com/s/raw/"
 
 
+def _archive(url: str, md5: str) -> dict[str, RemoteFile]:
+    """The resources of a set published as one archive at ``url``."""
+    return {"archive": RemoteFile(url.rsplit("/", 1)[1], (url,), md5=md5)}
+
+
 def _mnist_files(mirrors: tuple[str, ...], md5s: dict[str, str]) -> dict[str, RemoteFile]:
     return {
         key: RemoteFile(fname, tuple(m + fname for m in mirrors), md5=md5)
@@ -97,20 +102,8 @@ def _mnist_files(mirrors: tuple[str, ...], md5s: dict[str, str]) -> dict[str, Re
 
 
 RESOURCES: dict[str, dict[str, RemoteFile]] = {
-    "cifar10": {
-        "archive": RemoteFile(
-            "cifar-10-binary.tar.gz",
-            (_TORONTO + "cifar-10-binary.tar.gz",),
-            md5="c32a1d4ab5d03f1284b67883e8d87530",
-        )
-    },
-    "cifar100": {
-        "archive": RemoteFile(
-            "cifar-100-binary.tar.gz",
-            (_TORONTO + "cifar-100-binary.tar.gz",),
-            md5="03b5dce01913d631647c71ecec9e9cb8",
-        )
-    },
+    "cifar10": _archive(_TORONTO + "cifar-10-binary.tar.gz", "c32a1d4ab5d03f1284b67883e8d87530"),
+    "cifar100": _archive(_TORONTO + "cifar-100-binary.tar.gz", "03b5dce01913d631647c71ecec9e9cb8"),
     "mnist": _mnist_files(
         _MNIST_MIRRORS,
         {
@@ -139,34 +132,18 @@ RESOURCES: dict[str, dict[str, RemoteFile]] = {
     },
     # The ODIN OOD archives (facebookresearch/odin). Their authors publish no checksum; these
     # MD5s are the ones used by several public OOD code bases for the same files.
-    "tinyimagenet": {
-        "archive": RemoteFile(
-            "Imagenet_resize.tar.gz",
-            (_DROPBOX + "kp3my3412u5k9rl/Imagenet_resize.tar.gz",),
-            md5="0f9ff11d45babf2eff5fe12281d1ac31",
-        )
-    },
-    "tinyimagenet-crop": {
-        "archive": RemoteFile(
-            "Imagenet.tar.gz",
-            (_DROPBOX + "avgm2u562itwpkl/Imagenet.tar.gz",),
-            md5="7c0827e4246c3718a5ee076e999e52e5",
-        )
-    },
-    "lsun": {
-        "archive": RemoteFile(
-            "LSUN_resize.tar.gz",
-            (_DROPBOX + "moqh2wh8696c3yl/LSUN_resize.tar.gz",),
-            md5="278b7b31c8cb7e804a1465a8ce03a2dc",
-        )
-    },
-    "lsun-crop": {
-        "archive": RemoteFile(
-            "LSUN.tar.gz",
-            (_DROPBOX + "fhtsw1m3qxlwj6h/LSUN.tar.gz",),
-            md5="458a0a0ab8e5f1cb4516d7400568e460",
-        )
-    },
+    "tinyimagenet": _archive(
+        _DROPBOX + "kp3my3412u5k9rl/Imagenet_resize.tar.gz", "0f9ff11d45babf2eff5fe12281d1ac31"
+    ),
+    "tinyimagenet-crop": _archive(
+        _DROPBOX + "avgm2u562itwpkl/Imagenet.tar.gz", "7c0827e4246c3718a5ee076e999e52e5"
+    ),
+    "lsun": _archive(
+        _DROPBOX + "moqh2wh8696c3yl/LSUN_resize.tar.gz", "278b7b31c8cb7e804a1465a8ce03a2dc"
+    ),
+    "lsun-crop": _archive(
+        _DROPBOX + "fhtsw1m3qxlwj6h/LSUN.tar.gz", "458a0a0ab8e5f1cb4516d7400568e460"
+    ),
 }
 
 CIFAR10_CLASSES = (
@@ -276,14 +253,9 @@ def read_svhn_mat(path: str | os.PathLike[str]) -> tuple[np.ndarray, np.ndarray]
 
     SVHN stores the digit 0 as label 10; it is mapped to 0.
     """
+    scipy_io = optional_module("scipy.io", "reading SVHN .mat files needs SciPy")
     try:
-        from scipy.io import loadmat
-    except ImportError as exc:  # pragma: no cover - depends on the environment
-        raise ImportError(
-            "reading SVHN .mat files needs SciPy; install it with: pip install 'isomax[full]'"
-        ) from exc
-    try:
-        mat = loadmat(path)
+        mat = scipy_io.loadmat(path)
     except (ValueError, OSError, NotImplementedError) as exc:
         raise InputError(f"{path}: cannot read the MATLAB file ({exc})") from exc
     if "X" not in mat or "y" not in mat:

@@ -9,6 +9,7 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
+from .._names import resolve_name
 from ..errors import InputError
 
 __all__ = [
@@ -288,64 +289,35 @@ def _check_type(name: str, value: Any, annotation: Any) -> None:
         raise InputError(f"{name} must be of type {text}, got {value!r}")
 
 
-# The authors' recipe (SPEC section 5) and a fast recipe for GPUs; "cpu" for the embedded data.
+# The authors' recipe (SPEC section 5); a fast recipe for GPUs; "cpu" for the embedded data;
+# "finetune" for a trained classifier: a few epochs, a small learning rate with cosine decay, the
+# new head at 10x (BENCHMARKS.md section "Bring your own model"). One column per preset, one row
+# per setting; None: the preset leaves the setting at its TrainConfig default.
+_PRESET_NAMES = ("paper", "fast", "cpu", "finetune")
+# fmt: off
+_PRESET_TABLE: dict[str, tuple[Any, ...]] = {
+    #                  paper                 fast         cpu        finetune
+    "epochs":         (300,                  30,          10,        2),
+    "batch_size":     (64,                   512,         64,        128),
+    "lr":             (0.1,                  0.2,         0.05,      0.01),
+    "momentum":       (0.9,                  0.9,         0.9,       0.9),
+    "nesterov":       (True,                 True,        True,      True),
+    "weight_decay":   (1e-4,                 5e-4,        1e-4,      1e-4),
+    "schedule":       ("multistep",          "onecycle",  "cosine",  "cosine"),
+    "milestones":     ((0.5, 2 / 3, 5 / 6),  None,        None,      None),
+    "gamma":          (0.1,                  None,        None,      None),
+    "warmup_epochs":  (None,                 2.0,         None,      None),
+    "head_lr_scale":  (None,                 None,        None,      10.0),
+    "augment":        ("auto",               "auto",      "none",    "auto"),
+    "amp":            ("none",               "bf16",      "none",    "none"),
+    "channels_last":  (False,                True,        None,      None),
+    "data_on_device": ("no",                 "auto",      "yes",     "auto"),
+}
+# fmt: on
+#: Each preset's settings, ``{preset: {setting: value}}`` (from the table above).
 PRESETS: dict[str, dict[str, Any]] = {
-    "paper": dict(
-        epochs=300,
-        batch_size=64,
-        lr=0.1,
-        momentum=0.9,
-        nesterov=True,
-        weight_decay=1e-4,
-        schedule="multistep",
-        milestones=(0.5, 2 / 3, 5 / 6),
-        gamma=0.1,
-        augment="auto",
-        amp="none",
-        channels_last=False,
-        data_on_device="no",
-    ),
-    "fast": dict(
-        epochs=30,
-        batch_size=512,
-        lr=0.2,
-        momentum=0.9,
-        nesterov=True,
-        weight_decay=5e-4,
-        schedule="onecycle",
-        warmup_epochs=2.0,
-        augment="auto",
-        amp="bf16",
-        channels_last=True,
-        data_on_device="auto",
-    ),
-    "cpu": dict(
-        epochs=10,
-        batch_size=64,
-        lr=0.05,
-        momentum=0.9,
-        nesterov=True,
-        weight_decay=1e-4,
-        schedule="cosine",
-        augment="none",
-        amp="none",
-        data_on_device="yes",
-    ),
-    # Fine-tuning a trained classifier: a few epochs, a small learning rate with cosine decay,
-    # the new head at 10x (BENCHMARKS.md section "Bring your own model").
-    "finetune": dict(
-        epochs=2,
-        batch_size=128,
-        lr=0.01,
-        momentum=0.9,
-        nesterov=True,
-        weight_decay=1e-4,
-        schedule="cosine",
-        head_lr_scale=10.0,
-        augment="auto",
-        amp="none",
-        data_on_device="auto",
-    ),
+    preset: {key: row[i] for key, row in _PRESET_TABLE.items() if row[i] is not None}
+    for i, preset in enumerate(_PRESET_NAMES)
 }
 
 
@@ -379,8 +351,7 @@ def load_config(
             raise InputError(f"configuration file {path}: [train] must be a table of settings")
     overrides = {k: v for k, v in (overrides or {}).items() if v is not None}
     name = overrides.get("preset") or file_values.get("preset") or preset or "cpu"
-    if not isinstance(name, str) or name not in PRESETS:
-        raise InputError(f"unknown preset {name!r}; valid presets: {', '.join(PRESETS)}")
+    name = resolve_name("preset", name, PRESETS)
     values.update(PRESETS[name])
     values["preset"] = name
     values.update(file_values)

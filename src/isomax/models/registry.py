@@ -14,6 +14,7 @@ import fnmatch
 from collections.abc import Callable
 from typing import Any, TypeVar
 
+from .._names import add_name, find_name, registry_key, unknown_name
 from ..errors import InputError
 from .base import Classifier, HeadSpec
 
@@ -26,14 +27,9 @@ _Builder = TypeVar("_Builder", bound=Callable[..., Classifier])
 _MODELS: dict[str, Callable[..., Classifier]] = {}
 
 
-def _normalize(name: object) -> str:
-    if not isinstance(name, str) or not name.strip():
-        raise InputError(f"a model name must be a non-empty string, got {name!r}")
-    return name.strip().lower()
-
-
 def register_model(name: str, *, overwrite: bool = False) -> Callable[[_Builder], _Builder]:
-    """Decorator registering a model builder under ``name`` (case-insensitive).
+    """Decorator registering a model builder under ``name``, looked up by :mod:`isomax._names`'
+    rule (case, ``-`` / ``_`` do not matter: ``"tiny-net"`` finds ``"tiny_net"``).
 
     Example::
 
@@ -42,19 +38,16 @@ def register_model(name: str, *, overwrite: bool = False) -> Callable[[_Builder]
             return TinyNet(num_classes, head, in_channels)
 
     Raises:
-        ValueError: empty name, a name starting with ``"timm:"``, or a name already taken
-            (unless ``overwrite=True``).
+        ValueError: empty name, a name starting with ``"timm:"``, or a name already taken, in
+            any spelling (unless ``overwrite=True``).
     """
-    key = _normalize(name)
-    if key.startswith(TIMM_PREFIX):
+    if registry_key("model", name).startswith(TIMM_PREFIX):
         raise InputError(f"names starting with {TIMM_PREFIX!r} are reserved for timm models")
 
     def decorator(builder: _Builder) -> _Builder:
         if not callable(builder):
             raise TypeError(f"register_model({name!r}) must decorate a callable")
-        if key in _MODELS and not overwrite:
-            raise InputError(f"a model named {key!r} is already registered")
-        _MODELS[key] = builder
+        add_name("model", _MODELS, name, builder, overwrite)
         return builder
 
     return decorator
@@ -97,8 +90,7 @@ def create_model(
         ValueError: unknown name (the message lists the valid ones) or invalid sizes.
         ImportError: a ``"timm:"`` name without timm installed.
     """
-    key = _normalize(name)
-    if key.startswith(TIMM_PREFIX):
+    if isinstance(name, str) and name.strip().lower().startswith(TIMM_PREFIX):
         from .timm_adapter import create_timm_model
 
         return create_timm_model(
@@ -108,10 +100,10 @@ def create_model(
             in_channels=in_channels,
             **kwargs,
         )
-    if key not in _MODELS:
-        raise InputError(
-            f"unknown model {name!r}; valid names: {', '.join(list_models())} "
-            f"(or '{TIMM_PREFIX}NAME' for a timm model)"
+    key = find_name(name, _MODELS)
+    if key is None:
+        raise unknown_name(
+            "model", name, list_models(), also=f"'{TIMM_PREFIX}NAME' for a timm model"
         )
     if in_channels is not None:
         kwargs["in_channels"] = in_channels
