@@ -4,8 +4,9 @@ Every detector works on a model exposing ``features(x) -> (N, D)`` and a ``head`
 ``forward(x) = head(features(x))`` (every :class:`isomax.models.Classifier`) and follows one
 convention:
 
-* ``fit(id_loader) -> self`` on in-distribution training or validation data only; the loader
-  yields ``(x, y)`` pairs (or longer tuples, ``y`` second) or bare ``x`` tensors;
+* it is a :class:`isomax.scoring.Scorer`: ``fit(id_loader, max_samples=None) -> self`` on
+  in-distribution training or validation data only; the loader yields ``(x, y)`` pairs (or
+  longer tuples, ``y`` second) or bare ``x`` tensors;
 * ``score(x) -> Tensor[N]``: higher = more in-distribution, on the device of ``x``; float32
   (float64 for Mahalanobis and ViM, and for float64 models);
 * computations are batched on the model's device under ``torch.no_grad()`` with the model in
@@ -36,8 +37,7 @@ References:
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Iterable, Mapping
 from types import MappingProxyType
 from typing import Any, ClassVar, TypeVar
 
@@ -47,6 +47,10 @@ from torch import Tensor, nn
 
 from ._checks import check_float_matrix, check_positive
 from .errors import InputError
+from .scores import energy as _energy
+from .scoring import Scorer, batches
+from .scoring import inference as _inference
+from .scoring import model_device as _model_device
 
 __all__ = [
     "DETECTORS",
@@ -68,56 +72,6 @@ _D = TypeVar("_D", bound="PosthocDetector")
 # ----------------------------------------------------------------------------------------------
 
 
-@contextmanager
-def _inference(model: nn.Module) -> Iterator[None]:
-    """Eval mode and no gradients; restores the train/eval flag of every submodule."""
-    modes = [(m, m.training) for m in model.modules()]
-    model.eval()
-    try:
-        with torch.no_grad():
-            yield
-    finally:
-        for module, training in modes:
-            module.training = training
-
-
-def _model_device(model: nn.Module) -> torch.device:
-    for tensor in (*model.parameters(), *model.buffers()):
-        return tensor.device
-    return torch.device("cpu")
-
-
-def _split_batch(batch: Any) -> tuple[Tensor, Any]:
-    """``(x, y, ...)`` -> (x, y); ``(x,)`` or ``x`` -> (x, None)."""
-    if isinstance(batch, Tensor):
-        return batch, None
-    if isinstance(batch, list | tuple) and batch and isinstance(batch[0], Tensor):
-        return batch[0], (batch[1] if len(batch) > 1 else None)
-    raise TypeError(
-        "id_loader must yield input tensors or (inputs, labels) pairs, "
-        f"got a batch of type {type(batch).__name__}"
-    )
-
-
-def _check_batch_labels(labels: Any, n: int) -> Tensor:
-    if isinstance(labels, Tensor):
-        y = labels
-    else:
-        try:
-            y = torch.as_tensor(labels)
-        except (TypeError, ValueError, RuntimeError):
-            raise TypeError(
-                f"labels must be a tensor of integer class indices, got {type(labels).__name__}"
-            ) from None
-    if y.is_floating_point() or y.is_complex() or y.dtype == torch.bool:
-        raise TypeError(f"labels must hold integer class indices, got dtype {y.dtype}")
-    if y.dim() != 1 or y.shape[0] != n:
-        raise InputError(f"labels must have shape ({n},) to match the batch, got {tuple(y.shape)}")
-    if n and int(y.min()) < 0:
-        raise InputError(f"labels must be >= 0, found {int(y.min())}")
-    return y.long()
-
-
 def _percentile(values: Tensor, q: float) -> float:
     """``np.percentile(values, q)`` (linear interpolation) of a 1-D tensor, in O(n)."""
     n = values.numel()
@@ -127,13 +81,6 @@ def _percentile(values: Tensor, q: float) -> float:
     a = float(values.kthvalue(lo + 1).values)
     b = a if hi == lo else float(values.kthvalue(hi + 1).values)
     return a + (h - lo) * (b - a)
-
-
-def _energy(logits: Tensor, temperature: float = 1.0) -> Tensor:
-    """T * logsumexp(logits / T) in float32 (float64 for float64 logits)."""
-    check_float_matrix(logits, "logits")
-    dtype = torch.float64 if logits.dtype == torch.float64 else torch.float32
-    return temperature * torch.logsumexp(logits.to(dtype) / temperature, dim=1)
 
 
 def _head_weights(head: nn.Module) -> tuple[Tensor, Tensor]:
@@ -157,8 +104,9 @@ def _head_weights(head: nn.Module) -> tuple[Tensor, Tensor]:
 # ----------------------------------------------------------------------------------------------
 
 
-class PosthocDetector:
-    """Base class: ``fit(id_loader) -> self`` and ``score(x) -> Tensor[N]`` (higher = ID).
+class PosthocDetector(Scorer):
+    """Base class of the post-hoc :class:`~isomax.scoring.Scorer`: ``fit(id_loader) -> self``
+    and ``score(x) -> Tensor[N]`` (higher = ID) on the model's features.
 
     Subclasses implement ``_start`` (reset the fit state), ``_update(features, labels)`` (one
     batch, on the model's device), ``_finish(n)`` and ``_score(features)``.
@@ -168,7 +116,7 @@ class PosthocDetector:
     """
 
     #: registry name
-    name: ClassVar[str] = ""
+    name = ""
     #: whether ``fit`` needs (x, y) batches
     requires_labels: ClassVar[bool] = False
     #: fitted attributes that :meth:`state_dict` saves (tensors, floats or ints)
@@ -198,12 +146,13 @@ class PosthocDetector:
         """Whether :meth:`fit` has run (always True for detectors that need no fit)."""
         return self._fitted
 
-    def fit(self: _D, id_loader: Iterable[Any]) -> _D:
+    def fit(self: _D, id_loader: Iterable[Any], max_samples: int | None = None) -> _D:
         """Fit on in-distribution data (training or validation split, never the test split).
 
         Args:
             id_loader: an iterable of ``(x, y)`` batches (``y`` integer class indices) or of
-                bare ``x`` tensors (for detectors that need no labels).
+                bare ``x`` tensors (for detectors that need no labels), or a ``Dataset``.
+            max_samples: fit on at most this many inputs (the first ones); ``None``: all.
 
         Returns:
             The detector itself.
@@ -212,27 +161,20 @@ class PosthocDetector:
             ValueError: the loader yields no sample, labels are missing where needed, or the
                 detector's settings do not fit the data (e.g. KNN's ``k`` > the fit set).
         """
-        if isinstance(id_loader, Tensor):
-            raise TypeError(
-                "id_loader must be an iterable of batches, got a single tensor: wrap it as "
-                "[x] or [(x, y)], or use a DataLoader"
-            )
+        reader = batches(
+            id_loader,
+            "id_loader",
+            labels=self.requires_labels,
+            max_samples=max_samples,
+            needed_by=type(self).__name__,
+        )
         self._fitted = False
         self.num_features = None
         n = 0
         with _inference(self.model):
             device = _model_device(self.model)
             self._start()
-            for batch in id_loader:
-                x, y = _split_batch(batch)
-                labels: Tensor | None = None
-                if self.requires_labels:
-                    if y is None:
-                        raise InputError(
-                            f"{type(self).__name__} needs class labels: id_loader must yield "
-                            "(inputs, labels) pairs, got a batch of inputs only"
-                        )
-                    labels = _check_batch_labels(y, x.shape[0])
+            for x, labels in reader:
                 f = self._features(x.to(device))
                 if f.shape[0] == 0:
                     continue
@@ -269,14 +211,19 @@ class PosthocDetector:
         with _inference(self.model):
             f = self._features(x.to(_model_device(self.model)))
             out, logits = self._score(f), self._logits(f)
-        return out.to(x.device), logits
+        return out.to(x.device), logits.to(x.device)
 
-    def score_loader(self, loader: Iterable[Any]) -> Tensor:
-        """Scores of every input of ``loader`` (``x`` or ``(x, y, ...)`` batches), on the CPU."""
-        parts = [self.score(_split_batch(batch)[0]).cpu() for batch in loader]
-        if not parts:
-            raise InputError("loader yielded no batches to score")
-        return torch.cat(parts)
+    def score_features(self, features: Tensor) -> Tensor:
+        """Scores of penultimate features (N, D) (``model.features(x)``), on their device."""
+        self._check_ready(features)
+        with _inference(self.model):
+            f = self._check_features(features.to(_model_device(self.model)))
+            out = self._score(f)
+        return out.to(features.device)
+
+    def config(self) -> dict[str, Any]:
+        """The constructor's settings, saved with the detector."""
+        return {}
 
     def state_dict(self) -> dict[str, Tensor]:
         """The fitted statistics as CPU tensors (numbers as 0-d tensors), e.g. for safetensors."""
@@ -321,7 +268,10 @@ class PosthocDetector:
         return ""
 
     def _features(self, x: Tensor) -> Tensor:
-        f = check_float_matrix(self.model.features(x), "model.features(x)")
+        return self._check_features(self.model.features(x))
+
+    def _check_features(self, features: Any) -> Tensor:
+        f = check_float_matrix(features, "model.features(x)")
         if self.num_features is None:
             self.num_features = int(f.shape[1])
         elif f.shape[1] != self.num_features:
@@ -370,9 +320,12 @@ class EnergyDetector(PosthocDetector):
         self.temperature = check_positive(temperature, "temperature")
         self._fitted = True
 
-    def fit(self: _D, id_loader: Iterable[Any]) -> _D:
-        """No-op (the energy score has no statistics); returns the detector."""
+    def fit(self: _D, id_loader: Iterable[Any], max_samples: int | None = None) -> _D:
+        """No-op (the energy score has no statistics; the loader is not read)."""
         return self
+
+    def config(self) -> dict[str, Any]:
+        return {"temperature": self.temperature}
 
     def _extra_repr(self) -> str:
         return f"temperature={self.temperature:g}"
@@ -411,6 +364,9 @@ class MahalanobisDetector(PosthocDetector):
         self.means: Tensor | None = None  #: (C', D) float64 means of the classes seen
         self.classes: Tensor | None = None  #: (C',) labels of those classes
         self.precision: Tensor | None = None  #: (D, D) float64 Sigma^+
+
+    def config(self) -> dict[str, Any]:
+        return {"ridge": self.ridge}
 
     def _extra_repr(self) -> str:
         return f"ridge={self.ridge:g}"
@@ -530,6 +486,14 @@ class KNNDetector(PosthocDetector):
         self.bank: Tensor | None = None  #: (N_fit, D) L2-normalised fit features
         self._index: Any = None
 
+    def config(self) -> dict[str, Any]:
+        return {
+            "k": self.k,
+            "backend": self.backend,
+            "query_chunk_size": self.query_chunk_size,
+            "bank_chunk_size": self.bank_chunk_size,
+        }
+
     def _extra_repr(self) -> str:
         return f"k={self.k}, backend={self.backend!r}"
 
@@ -641,6 +605,9 @@ class ViMDetector(PosthocDetector):
             return 512
         return num_features // 2
 
+    def config(self) -> dict[str, Any]:
+        return {"dim": self.dim, "signed_alpha": self.signed_alpha}
+
     def _extra_repr(self) -> str:
         return f"dim={self.dim}" + (", signed_alpha=True" if self.signed_alpha else "")
 
@@ -738,6 +705,9 @@ class ReActDetector(PosthocDetector):
             raise InputError(f"percentile must lie in (0, 100], got {percentile!r}")
         self.percentile = p
         self.threshold: float | None = None
+
+    def config(self) -> dict[str, Any]:
+        return {"percentile": self.percentile}
 
     def _extra_repr(self) -> str:
         return f"percentile={self.percentile:g}"
