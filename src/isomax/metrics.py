@@ -163,11 +163,11 @@ def _check_matrix(x: Any, name: str) -> np.ndarray:
     return arr
 
 
-def _check_labels(labels: Any, n: int, n_classes: int, name: str = "labels") -> np.ndarray:
-    """Validate 1-D integer class labels of length ``n`` in ``[0, n_classes)`` (as int64)."""
+def _check_labels(labels: Any, n: int, num_classes: int, name: str = "labels") -> np.ndarray:
+    """Validate 1-D integer class labels of length ``n`` in ``[0, num_classes)`` (as int64)."""
     if isinstance(labels, torch.Tensor):
         labels = labels.detach().cpu()
-    checked = check_labels(labels, name, n, n_classes, rows="predictions")
+    checked = check_labels(labels, name, n, num_classes, rows="predictions")
     return checked.numpy().astype(np.int64, copy=False)
 
 

@@ -136,10 +136,16 @@ class PosthocDetector(Scorer):
                 f"{type(model).__name__} has none"
             )
         self.model = model
-        self.num_features: int | None = None
+        #: the feature size D the detector was fitted on (as the heads' ``in_features``)
+        self.in_features: int | None = None
         self._fitted = False
 
     # -- public API ---------------------------------------------------------------------------
+
+    @property
+    def num_features(self) -> int | None:
+        """Deprecated name of :attr:`in_features`."""
+        return self.in_features
 
     @property
     def is_fitted(self) -> bool:
@@ -169,7 +175,7 @@ class PosthocDetector(Scorer):
             needed_by=type(self).__name__,
         )
         self._fitted = False
-        self.num_features = None
+        self.in_features = None
         n = 0
         with _inference(self.model):
             device = _model_device(self.model)
@@ -229,7 +235,8 @@ class PosthocDetector(Scorer):
         """The fitted statistics as CPU tensors (numbers as 0-d tensors), e.g. for safetensors."""
         if not self.is_fitted:
             raise RuntimeError(f"{type(self).__name__} is not fitted: nothing to save")
-        out = {"num_features": torch.tensor(-1 if self.num_features is None else self.num_features)}
+        d = -1 if self.in_features is None else self.in_features
+        out = {"num_features": torch.tensor(d)}  # the file key of earlier versions
         for name in self.state_names:
             value = getattr(self, name)
             if isinstance(value, Tensor):
@@ -250,7 +257,7 @@ class PosthocDetector(Scorer):
             value = state[name]
             setattr(self, name, value.to(device) if value.dim() > 0 else value.item())
         n = int(state["num_features"])
-        self.num_features = None if n < 0 else n
+        self.in_features = None if n < 0 else n
         self._after_load()
         self._fitted = True
         return self
@@ -272,12 +279,12 @@ class PosthocDetector(Scorer):
 
     def _check_features(self, features: Any) -> Tensor:
         f = check_float_matrix(features, "model.features(x)")
-        if self.num_features is None:
-            self.num_features = int(f.shape[1])
-        elif f.shape[1] != self.num_features:
+        if self.in_features is None:
+            self.in_features = int(f.shape[1])
+        elif f.shape[1] != self.in_features:
             raise InputError(
                 f"model.features(x) has {f.shape[1]} columns, but the detector was fitted on "
-                f"{self.num_features}-dimensional features"
+                f"{self.in_features}-dimensional features"
             )
         return f
 
@@ -597,13 +604,13 @@ class ViMDetector(PosthocDetector):
         self.principal_dim: int | None = None  #: the dim used by the last fit
 
     @staticmethod
-    def default_dim(num_features: int) -> int:
+    def default_dim(in_features: int) -> int:
         """The authors' rule: 1000 if D >= 2048, 512 if D >= 768, else D // 2."""
-        if num_features >= 2048:
+        if in_features >= 2048:
             return 1000
-        if num_features >= 768:
+        if in_features >= 768:
             return 512
-        return num_features // 2
+        return in_features // 2
 
     def config(self) -> dict[str, Any]:
         return {"dim": self.dim, "signed_alpha": self.signed_alpha}
