@@ -17,15 +17,9 @@ from torch import Tensor, nn
 from ._checks import check_positive
 from .errors import InputError
 from .io import check_model_facts, field_error, is_number, load_file, require, save_file
+from .posthoc import posthoc_names
 from .scoring import NativeScore, Scorer, batches, build_scorer, get_scorer, inference
 from .scoring import scorer_names as _scorer_names
-
-
-def _posthoc_names() -> list[str]:
-    from .posthoc import posthoc_names
-
-    return posthoc_names()
-
 
 __all__ = ["OODDetector", "Prediction"]
 
@@ -69,7 +63,7 @@ def _check_detector(path: str | os.PathLike[str], meta: dict[str, Any], tensors:
     native = meta.get("scorer_native")
     if native is not None and not isinstance(native, bool):
         raise field_error(path, "scorer_native", "true or false", native)
-    if native is False and meta["score"].lower() not in _posthoc_names():
+    if native is False and meta["score"].lower() not in posthoc_names():
         raise field_error(path, "score", "a post-hoc detector name", meta["score"])
     t = meta["temperature"]
     if not is_number(t) or not t > 0:
