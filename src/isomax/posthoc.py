@@ -203,29 +203,28 @@ class PosthocDetector(Scorer):
                 f"{type(self).__name__} is not fitted: call fit(id_loader) before score(x)"
             )
 
-    def score(self, x: Tensor) -> Tensor:
-        """Scores of a batch, shape (N,), higher = more in-distribution, on ``x``'s device."""
+    def _run(self, x: Tensor, from_features: bool, logits: bool) -> tuple[Tensor, Tensor | None]:
+        """Scores (and logits) of inputs, or of features, on ``x``'s device."""
         self._check_ready(x)
         with _inference(self.model):
-            f = self._features(x.to(_model_device(self.model)))
-            out = self._score(f)
-        return out.to(x.device)
+            x_model = x.to(_model_device(self.model))
+            f = self._check_features(x_model) if from_features else self._features(x_model)
+            out = self._score(f).to(x.device)
+            return out, (self._logits(f).to(x.device) if logits else None)
+
+    def score(self, x: Tensor) -> Tensor:
+        """Scores of a batch, shape (N,), higher = more in-distribution, on ``x``'s device."""
+        return self._run(x, from_features=False, logits=False)[0]
 
     def score_and_logits(self, x: Tensor) -> tuple[Tensor, Tensor]:
         """Scores and the logits ``head(features(x))`` of a batch from one backbone pass."""
-        self._check_ready(x)
-        with _inference(self.model):
-            f = self._features(x.to(_model_device(self.model)))
-            out, logits = self._score(f), self._logits(f)
-        return out.to(x.device), logits.to(x.device)
+        out, logits = self._run(x, from_features=False, logits=True)
+        assert logits is not None
+        return out, logits
 
     def score_features(self, features: Tensor) -> Tensor:
         """Scores of penultimate features (N, D) (``model.features(x)``), on their device."""
-        self._check_ready(features)
-        with _inference(self.model):
-            f = self._check_features(features.to(_model_device(self.model)))
-            out = self._score(f)
-        return out.to(features.device)
+        return self._run(features, from_features=True, logits=False)[0]
 
     def config(self) -> dict[str, Any]:
         """The constructor's settings, saved with the detector."""
