@@ -107,7 +107,9 @@ def test_fit_temperature_rejects_bad_arrays() -> None:
     z, labels = synthetic(1.0, n=50)
     with pytest.raises(ValueError, match=r"logits must be 2-D \[N, C\]"):
         fit_temperature(z[0], labels[:1])
-    with pytest.raises(ValueError, match=r"labels must have shape \(50,\) to match the predictions, got \(49,\)"):
+    with pytest.raises(
+        ValueError, match=r"labels must have shape \(50,\) to match the predictions, got \(49,\)"
+    ):
         fit_temperature(z, labels[:49])
     with pytest.raises(ValueError, match=r"labels must lie in \[0, 9\], found 10"):
         fit_temperature(z, np.full(50, 10))
