@@ -107,11 +107,13 @@ def test_fit_temperature_rejects_bad_arrays() -> None:
     z, labels = synthetic(1.0, n=50)
     with pytest.raises(ValueError, match=r"logits must be 2-D \[N, C\]"):
         fit_temperature(z[0], labels[:1])
-    with pytest.raises(ValueError, match="labels has length 49, expected 50"):
+    with pytest.raises(
+        ValueError, match=r"labels must have shape \(50,\) to match the predictions, got \(49,\)"
+    ):
         fit_temperature(z, labels[:49])
-    with pytest.raises(ValueError, match=r"labels must be in \[0, 10\), found 10"):
+    with pytest.raises(ValueError, match=r"labels must lie in \[0, 9\], found 10"):
         fit_temperature(z, np.full(50, 10))
-    with pytest.raises(TypeError, match="labels must have an integer dtype"):
+    with pytest.raises(TypeError, match="labels must hold integer class indices"):
         fit_temperature(z, labels.astype(np.float32))
     z_bad = z.copy()
     z_bad[3, 1] = np.nan
@@ -236,13 +238,13 @@ CALIBRATION_ERRORS = [
     pytest.param(
         lambda: fit_temperature(LOGITS, np.array([0, 5])),
         ValueError,
-        r"labels must be in \[0, 3\), found 5",
+        r"labels must lie in \[0, 2\], found 5",
         id="fit-label-out-of-range",
     ),
     pytest.param(
         lambda: fit_temperature(LOGITS, torch.tensor([0.0, 1.0])),
         TypeError,
-        r"labels must have an integer dtype, got float32",
+        r"labels must hold integer class indices \(torch.long\), got dtype torch.float32",
         id="fit-float-labels",
     ),
     pytest.param(

@@ -71,7 +71,7 @@ def test_model_mode_and_device_are_left_as_found() -> None:
 @pytest.mark.parametrize("name", ["mahalanobis", "knn"])
 def test_posthoc_predict_runs_the_backbone_once(name: str) -> None:
     model = _mlp("linear")
-    det = OODDetector(model, score=name).fit(_data(), posthoc_fit_loader=_data(seed=2))
+    det = OODDetector(model, score=name).fit(_data(), scorer_id_loader=_data(seed=2))
     calls = []
     features = model.features
 

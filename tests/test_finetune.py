@@ -193,9 +193,9 @@ def test_replace_class_means_bad_labels() -> None:
     model = TinyResNet(num_classes=2)
     x, _ = _stripes(8)
     bad = [(x, torch.full((8,), 5))]
-    with pytest.raises(ValueError, match=r"labels must lie in \[0, 2\), found 5"):
+    with pytest.raises(ValueError, match=r"data labels must lie in \[0, 1\], found 5"):
         replace_classifier(model, "isomax", data=bad)
-    with pytest.raises(ValueError, match=r"labels must lie in \[0, 2\), found 5"):
+    with pytest.raises(ValueError, match=r"data labels must lie in \[0, 1\], found 5"):
         replace_classifier(model, "isomaxplus", data=bad, init="class_means")
 
 

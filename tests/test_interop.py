@@ -18,6 +18,8 @@ from isomax import IsoMaxHead, scores
 from isomax.engine.evaluation import Evaluation
 from isomax.interop import PytorchOODDetector, to_openood_csv
 from isomax.metrics import auroc, ood_metrics
+from isomax.scoring import get_scorer
+from scorer_cases import CASES, IDS, loader, make, sample, trained
 
 # ------------------------------------------------------------------ PytorchOODDetector
 
@@ -120,6 +122,37 @@ def test_plain_class_without_pytorch_ood() -> None:
     if importlib.util.find_spec("pytorch_ood") is not None:
         pytest.skip("pytorch-ood is installed")
     assert PytorchOODDetector.__mro__[1:] == (isomax.interop._Adapter, object)
+
+
+@pytest.mark.parametrize(("kind", "name"), CASES, ids=IDS)
+def test_adapter_wraps_every_scorer(kind: str, name: str) -> None:
+    model = trained()
+    scorer = make(kind, name, model)
+    det = PytorchOODDetector(None, scorer)
+    assert det.fit(loader(200, seed=2), device="cpu") is det and scorer.is_fitted
+    assert det.model is model and det.scorer is scorer
+    x = sample(30, seed=5)[0]
+    expected = -scorer.score(x)
+    assert torch.equal(det.predict(x), expected) and torch.equal(det(x), expected)
+    with torch.no_grad():
+        torch.testing.assert_close(det.predict_features(model.features(x)), expected)
+        if kind == "native":
+            torch.testing.assert_close(det.predict_logits(model(x)), expected)
+            assert det.fit_features() is det and det.fit_logits() is det
+        else:
+            with pytest.raises(ValueError, match="not logits"):
+                det.predict_logits(model(x))
+            with pytest.raises(ValueError, match="fit it on inputs with fit"):
+                det.fit_features(model.features(x), None)
+
+
+def test_adapter_fit_takes_pytorch_oods_keyword_and_refuses_another_model() -> None:
+    model = trained()
+    det = PytorchOODDetector(model, get_scorer("knn", model, k=3))
+    det.fit(data_loader=loader(50, seed=2))
+    assert det.scorer.is_fitted
+    with pytest.raises(ValueError, match="another model"):
+        PytorchOODDetector(trained(), get_scorer("mds", model))
 
 
 # ------------------------------------------------------------------ to_openood_csv

@@ -58,9 +58,9 @@ def test_ood_detector_with_knn_fits_saves_and_loads(tmp_path):
     train = DataLoader(TensorDataset(*_data(2, 200)), batch_size=50)
     val = DataLoader(TensorDataset(*_data(3, 100)), batch_size=50)
     det = OODDetector(model, score="knn")
-    with pytest.raises(ValueError, match="pass posthoc_fit_loader"):
+    with pytest.raises(ValueError, match="pass scorer_id_loader"):
         det.fit(val)
-    det.fit(val, tpr=0.9, posthoc_fit_loader=train)
+    det.fit(val, tpr=0.9, scorer_id_loader=train)
     x = torch.cat([_data(4, 40)[0], torch.randn(10, 5) * 0.3 - 6])  # last 10: far away
     pred = det.predict(x)
     assert pred.is_ood[-10:].all() and pred.is_ood[:40].float().mean() < 0.3

@@ -12,7 +12,18 @@ from __future__ import annotations
 
 import logging
 
-from . import calibration, data, engine, finetune, interop, metrics, models, posthoc, scores
+from . import (
+    calibration,
+    data,
+    engine,
+    finetune,
+    interop,
+    metrics,
+    models,
+    posthoc,
+    scores,
+    scoring,
+)
 from .compare import compare
 from .compat import (
     DisMaxLossFirstPart,
@@ -66,4 +77,5 @@ __all__ = [
     "param_groups",
     "posthoc",
     "scores",
+    "scoring",
 ]

@@ -401,7 +401,7 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
     detector = OODDetector(model, score=score, device=device)
     objective = None if args.objective == "none" else args.objective
     fit_loader = torch.utils.data.DataLoader(bundle.train, batch_size=args.batch_size)
-    detector.fit(loader, tpr=args.tpr, calibrate=objective, posthoc_fit_loader=fit_loader)
+    detector.fit(loader, tpr=args.tpr, calibrate=objective, scorer_id_loader=fit_loader)
 
     detector.metadata = {
         k: meta[k]

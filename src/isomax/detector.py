@@ -14,16 +14,18 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from . import scores as _scores
 from ._checks import check_positive
 from .errors import InputError
 from .io import check_model_facts, field_error, is_number, load_file, require, save_file
+from .posthoc import posthoc_names
+from .scoring import NativeScore, Scorer, batches, build_scorer, get_scorer, inference
+from .scoring import scorer_names as _scorer_names
 
 __all__ = ["OODDetector", "Prediction"]
 
 log = logging.getLogger(__name__)
 _KIND = "detector"
-_POSTHOC = ("mahalanobis", "knn", "vim", "react")
+_STATE = "posthoc/"  #: prefix of the scorer's fitted tensors in a detector file
 
 
 @dataclass(frozen=True)
@@ -34,22 +36,6 @@ class Prediction:
     probs: Tensor  #: softmax(logits / T), (N, C)
     scores: Tensor  #: the detector's score, higher = more in-distribution, (N,)
     is_ood: Tensor  #: score < threshold, (N,) bool
-
-
-def _inputs(batch: Any) -> Tensor:
-    if isinstance(batch, Tensor):
-        return batch
-    if isinstance(batch, list | tuple) and batch and isinstance(batch[0], Tensor):
-        return batch[0]
-    raise TypeError(
-        f"a loader must yield tensors or (inputs, labels) pairs, got {type(batch).__name__}"
-    )
-
-
-def _labels(batch: Any) -> Tensor | None:
-    if isinstance(batch, list | tuple) and len(batch) > 1 and isinstance(batch[1], Tensor):
-        return batch[1]
-    return None
 
 
 _NON_FINITE = {"inf": math.inf, "-inf": -math.inf, "nan": math.nan}
@@ -69,9 +55,16 @@ def _decode_threshold(value: float | str | None) -> float | None:
 def _check_detector(path: str | os.PathLike[str], meta: dict[str, Any], tensors: Any) -> None:
     """Validate a detector's metadata (raises ``MetadataError`` naming the file and the field)."""
     require(path, meta, ("score", "temperature", "threshold"))
-    known = (*_scores.names(), *_POSTHOC)
+    known = (*_scorer_names(), "msp")
     if not isinstance(meta["score"], str) or meta["score"].lower() not in known:
         raise field_error(path, "score", f"one of {', '.join(known)}", meta["score"])
+    if not isinstance(meta.get("scorer_config", {}), dict):
+        raise field_error(path, "scorer_config", "a table of settings", meta["scorer_config"])
+    native = meta.get("scorer_native")
+    if native is not None and not isinstance(native, bool):
+        raise field_error(path, "scorer_native", "true or false", native)
+    if native is False and meta["score"].lower() not in posthoc_names():
+        raise field_error(path, "score", "a post-hoc detector name", meta["score"])
     t = meta["temperature"]
     if not is_number(t) or not t > 0:
         raise field_error(path, "temperature", "a finite number > 0", t)
@@ -84,7 +77,7 @@ def _check_detector(path: str | os.PathLike[str], meta: dict[str, Any], tensors:
     extra = meta.get("metadata") or {}
     if not isinstance(extra, dict):
         raise field_error(path, "metadata", "a table", extra)
-    weights = {k: v for k, v in tensors.items() if not k.startswith("posthoc/")}
+    weights = {k: v for k, v in tensors.items() if not k.startswith(_STATE)}
     check_model_facts(path, extra, weights)
     if "config" in extra:
         require(path, extra, ("num_classes", "input_shape"))
@@ -93,35 +86,42 @@ def _check_detector(path: str | os.PathLike[str], meta: dict[str, Any], tensors:
 class OODDetector:
     """Deployment object: classify inputs and flag the out-of-distribution ones.
 
-    The model stays where it is and in the train/eval mode it is in: every pass runs in eval
-    mode and restores the mode of each submodule afterwards.
+    Built on any :class:`~isomax.scoring.Scorer` (a native score or a post-hoc detector): the
+    scorer gives the OOD score, the detector adds the temperature (calibration), the threshold
+    and :meth:`predict`. The model stays where it is and in the train/eval mode it is in: every
+    pass runs in eval mode and restores the mode of each submodule afterwards.
 
     Args:
         model: a trained classifier returning logits.
-        score: a name from :mod:`isomax.scores` (higher = more in-distribution), or a post-hoc
-            detector of :mod:`isomax.posthoc` (``mahalanobis``, ``knn``, ``vim``, ``react``),
-            which :meth:`fit` fits on ``posthoc_fit_loader``. Default: the score the authors
+        score: a scorer name (:func:`isomax.scoring.get_scorer`: a score of
+            :mod:`isomax.scores`, or a post-hoc detector ``mahalanobis``, ``knn``, ``vim``,
+            ``react``, which :meth:`fit` fits on ``scorer_id_loader``), or a
+            :class:`~isomax.scoring.Scorer` built for ``model``. Default: the score the authors
             pair with the model's head (IsoMax ``es``, IsoMax+ ``mds``, DisMax ``mmles``,
             linear ``mps``).
-        temperature: T applied to the logits for the probabilities and the score. There is one
-            temperature: for a head with a ``temperature`` buffer (the isomax heads) it is that
-            buffer, which already divides the logits; default: the head's value (1 otherwise).
+        temperature: T applied to the logits for the probabilities and a native score. There
+            is one temperature: for a head with a ``temperature`` buffer (the isomax heads) it
+            is that buffer, which already divides the logits; default: the head's value (else
+            a :class:`~isomax.scoring.NativeScore`'s own, else 1). A native scorer's
+            temperature follows the detector's.
         threshold: inputs whose score is below it are flagged OOD; set by :meth:`fit`.
         device: where to run the model; default (and the model is not moved): where its
             parameters are. A device given here moves the model there.
 
     Example::
 
-        det = OODDetector(model, score="mds").fit(id_val_loader, tpr=0.95)
+        det = OODDetector(model, score="mds").fit(id_loader, tpr=0.95)
         out = det.predict(x)          # out.classes, out.probs, out.scores, out.is_ood
         det.save("detector.safetensors")
         det = OODDetector.load("detector.safetensors", model)
+        knn = isomax.scoring.get_scorer("knn", model, k=10).fit(train_loader)
+        det = OODDetector(model, knn).fit(id_val_loader)
     """
 
     def __init__(
         self,
         model: nn.Module,
-        score: str | None = None,
+        score: str | Scorer | None = None,
         temperature: float | None = None,
         threshold: float | None = None,
         device: str | torch.device | None = None,
@@ -133,15 +133,17 @@ class OODDetector:
             from .methods import recommended_score
 
             score = recommended_score(model)
-        self._posthoc: Any = None
-        if isinstance(score, str) and score.lower() in _POSTHOC:
-            from .posthoc import get_detector
-
-            self._posthoc = get_detector(score.lower(), model)
-            self._score_fn = None
+        if isinstance(score, Scorer):
+            if score.model is not model:
+                raise InputError(
+                    f"the {type(score).__name__} given as score scores another model: build it "
+                    "for the detector's model"
+                )
+            if isinstance(score, NativeScore) and temperature is None:
+                temperature = score.temperature if score.temperature != 1.0 else None
+            self.scorer: Scorer = score
         else:
-            self._score_fn = _scores.get(score)
-        self.score_name = score.lower()
+            self.scorer = get_scorer(score, model)
         from .methods import find_head
 
         head = find_head(model)
@@ -153,6 +155,7 @@ class OODDetector:
         self._temperature = 1.0
         if temperature is not None:
             self.temperature = temperature
+        self._sync_scorer()
         self.threshold = None if threshold is None else float(threshold)
         self.tpr: float | None = None
         #: JSON-serialisable facts saved with the detector (e.g. the training configuration,
@@ -170,6 +173,11 @@ class OODDetector:
             self.model.to(self.device)
 
     @property
+    def score_name(self) -> str:
+        """The scorer's name (e.g. ``"mds"``, ``"knn"``)."""
+        return self.scorer.name
+
+    @property
     def temperature(self) -> float:
         """The temperature T (the head's buffer when it has one)."""
         if self._head_temperature is not None:
@@ -184,6 +192,12 @@ class OODDetector:
                 self._head_temperature.fill_(t)
         else:
             self._temperature = t
+        self._sync_scorer()
+
+    def _sync_scorer(self) -> None:
+        """A native score divides the logits by what the head does not: the detector's T."""
+        if isinstance(getattr(self, "scorer", None), NativeScore):
+            self.scorer.temperature = self._divisor  # type: ignore[attr-defined]
 
     @property
     def _divisor(self) -> float:
@@ -192,68 +206,60 @@ class OODDetector:
 
     def logits(self, x: Tensor) -> Tensor:
         """The model's logits for a batch (run in eval mode; the model's modes are restored)."""
-        from .posthoc import _inference
-
-        with _inference(self.model):
+        with inference(self.model):
             return self.model(x.to(self.device))
 
-    def _collect(self, loader: Iterable[Any]) -> tuple[Tensor, Tensor | None, Tensor | None]:
-        logits, labels, posthoc = [], [], []
-        for batch in loader:
-            x = _inputs(batch)
-            if self._posthoc is not None:  # one backbone pass for the score and the logits
-                values, z = self._posthoc.score_and_logits(x.to(self.device))
-                posthoc.append(values.cpu())
-            else:
-                z = self.logits(x)
+    def _collect(self, id_loader: Iterable[Any]) -> tuple[Tensor, Tensor | None, Tensor]:
+        logits, labels, values = [], [], []
+        for x, y in batches(id_loader, "id_loader"):
+            v, z = self.scorer.score_and_logits(x.to(self.device))  # one backbone pass
+            values.append(v.cpu())
             logits.append(z.float().cpu())
-            y = _labels(batch)
             if y is not None:
                 labels.append(y.cpu())
         if not logits:
             raise InputError("the validation loader is empty: no in-distribution data to fit on")
-        return (
-            torch.cat(logits),
-            torch.cat(labels) if labels else None,
-            torch.cat(posthoc) if posthoc else None,
-        )
-
-    def _values(self, logits: Tensor, posthoc: Tensor | None) -> Tensor:
-        if self._score_fn is None:
-            assert posthoc is not None
-            return posthoc
-        return self._score_fn(logits, temperature=self._divisor)
+        return torch.cat(logits), torch.cat(labels) if labels else None, torch.cat(values)
 
     def fit(
         self,
-        id_val_loader: Iterable[Any],
+        id_loader: Iterable[Any] | None = None,
         tpr: float = 0.95,
         calibrate: str | None = None,
+        scorer_id_loader: Iterable[Any] | None = None,
+        *,
+        id_val_loader: Iterable[Any] | None = None,
         posthoc_fit_loader: Iterable[Any] | None = None,
     ) -> OODDetector:
         """Set the threshold (and optionally the temperature) from ID validation data only.
 
         Args:
-            id_val_loader: in-distribution validation batches (never the test split).
+            id_loader: in-distribution validation batches (never the test split).
             tpr: share of ID inputs to accept; the threshold is the k-th largest ID score with
                 k = ceil(tpr * n) (so "keep 95%" is the 5th-percentile rule).
             calibrate: ``"nll"`` or ``"ece"`` to fit the temperature first (needs labels).
-            posthoc_fit_loader: ID training data for a post-hoc score (its statistics must not
-                come from the validation data that sets the threshold).
+            scorer_id_loader: ID training data to fit the scorer on first (a post-hoc
+                detector's statistics must not come from the data that sets the threshold);
+                not needed for a native score or a scorer already fitted.
+            id_val_loader: deprecated name of ``id_loader``.
+            posthoc_fit_loader: deprecated name of ``scorer_id_loader``.
         """
         from .calibration import fit_temperature, threshold_for_tpr
 
-        if self._posthoc is not None:
-            if posthoc_fit_loader is None:
-                if not self._posthoc.is_fitted:
-                    raise InputError(
-                        f"score {self.score_name!r} is a post-hoc detector: pass "
-                        "posthoc_fit_loader (ID training data, not the validation data that "
-                        "sets the threshold)"
-                    )
-            else:
-                self._posthoc.fit(posthoc_fit_loader)
-        logits, labels, posthoc = self._collect(id_val_loader)
+        id_loader = _renamed("id_val_loader", id_val_loader, "id_loader", id_loader)
+        scorer_id_loader = _renamed(
+            "posthoc_fit_loader", posthoc_fit_loader, "scorer_id_loader", scorer_id_loader
+        )
+        if id_loader is None:
+            raise TypeError("fit() needs id_loader: in-distribution validation batches")
+        if scorer_id_loader is not None:
+            self.scorer.fit(scorer_id_loader)
+        elif not self.scorer.is_fitted:
+            raise InputError(
+                f"score {self.score_name!r} is a post-hoc detector: pass scorer_id_loader (ID "
+                "training data, not the validation data that sets the threshold)"
+            )
+        logits, labels, values = self._collect(id_loader)
         logits = logits / self._divisor  # = raw logits / T, whichever holds T
         if calibrate is not None:
             if labels is None:
@@ -277,8 +283,8 @@ class OODDetector:
                 self.temperature = self.temperature * factor
                 logits = logits / factor
                 log.info("fitted temperature %.4g (%s)", self.temperature, calibrate)
-        values = posthoc if self._score_fn is None else self._score_fn(logits)
-        assert values is not None
+        if isinstance(self.scorer, NativeScore):  # the score of the logits at the fitted T
+            values = self.scorer.score_logits(logits, temperature=1.0)
         self.threshold = threshold_for_tpr(values, tpr=tpr)
         self.tpr = float(tpr)
         log.info("threshold %.6g keeps %.1f%% of ID validation inputs", self.threshold, 100 * tpr)
@@ -286,9 +292,7 @@ class OODDetector:
 
     def score(self, x: Tensor) -> Tensor:
         """Scores of a batch (higher = more in-distribution)."""
-        if self._posthoc is not None:
-            return self._posthoc.score(x.to(self.device))
-        return self._values(self.logits(x), None)
+        return self.scorer.score(x.to(self.device))
 
     def __repr__(self) -> str:
         threshold = "not fitted" if self.threshold is None else f"{self.threshold:.6g}"
@@ -315,25 +319,29 @@ class OODDetector:
                 raise TypeError(
                     f"predict takes a tensor or a loader of batches, got {type(x).__name__}"
                 )
-            parts = [self.predict(_inputs(batch)) for batch in x]
+            parts = [self.predict(inputs) for inputs, _ in batches(x, "the loader")]
             if not parts:
                 raise InputError("the loader given to predict is empty")
             return Prediction(
                 *(torch.cat([getattr(p, f.name) for p in parts]) for f in fields(Prediction))
             )
-        if self._posthoc is not None:  # one backbone pass for the score and the logits
-            values, logits = self._posthoc.score_and_logits(x.to(self.device))
-        else:
-            logits = self.logits(x)
-            values = self._values(logits, None)
+        values, logits = self.scorer.score_and_logits(x.to(self.device))  # one backbone pass
         probs = torch.softmax(logits.float() / self._divisor, dim=1)
         # fail safe: an input whose score is NaN is flagged as out-of-distribution
         return Prediction(probs.argmax(dim=1), probs, values, ~(values >= self.threshold))
 
     def save(self, path: str | os.PathLike[str]) -> Path:
-        """Write weights, score, temperature and threshold to one safetensors file."""
+        """Write weights, scorer (name, settings, fitted state), temperature and threshold to
+        one safetensors file."""
+        if self.score_name not in _scorer_names():
+            raise InputError(
+                f"a detector on the custom score {self.score_name!r} cannot be saved: only "
+                f"registered scores ({', '.join(_scorer_names())}) can be rebuilt by load"
+            )
         meta = {
             "score": self.score_name,
+            "scorer_config": self.scorer.config(),
+            "scorer_native": isinstance(self.scorer, NativeScore),
             "temperature": self.temperature,
             "threshold": _encode_threshold(self.threshold),
             "tpr": self.tpr,
@@ -341,8 +349,7 @@ class OODDetector:
             "metadata": self.metadata,
         }
         tensors = dict(self.model.state_dict())
-        if self._posthoc is not None:
-            tensors.update({f"posthoc/{k}": v for k, v in self._posthoc.state_dict().items()})
+        tensors.update({f"{_STATE}{k}": v for k, v in self.scorer.state_dict().items()})
         return save_file(path, tensors, meta, _KIND)
 
     @classmethod
@@ -352,7 +359,7 @@ class OODDetector:
         model: nn.Module | None = None,
         device: str | torch.device | None = None,
     ) -> OODDetector:
-        """Load a detector saved by :meth:`save`.
+        """Load a detector saved by :meth:`save` (no code is executed).
 
         Args:
             path: the ``.safetensors`` file.
@@ -375,7 +382,7 @@ class OODDetector:
 
             cfg = TrainConfig.from_dict(extra["config"])
             model = build_model(cfg, int(extra["num_classes"]), int(extra["input_shape"][0]))
-        posthoc = {k[8:]: tensors.pop(k) for k in list(tensors) if k.startswith("posthoc/")}
+        state = {k[len(_STATE) :]: tensors.pop(k) for k in list(tensors) if k.startswith(_STATE)}
         try:
             model.load_state_dict(tensors, strict=True)
         except RuntimeError as exc:
@@ -383,11 +390,24 @@ class OODDetector:
                 f"{path} was saved from a {meta.get('model_class')} whose weights do not fit "
                 f"the given {type(model).__name__}: {' '.join(str(exc).split())[:400]}"
             ) from None
-        det = cls(
-            model, meta["score"], meta["temperature"], _decode_threshold(meta["threshold"]), device
-        )
+        name = meta["score"].lower()
+        native = meta.get("scorer_native")
+        scorer = build_scorer(path, name, model, meta.get("scorer_config", {}), native)
+        det = cls(model, scorer, meta["temperature"], _decode_threshold(meta["threshold"]), device)
         det.tpr = meta.get("tpr")
         det.metadata = extra
-        if det._posthoc is not None:
-            det._posthoc.load_state_dict(posthoc)
+        if state or not isinstance(scorer, NativeScore):
+            scorer.load_state_dict(state)
         return det
+
+
+def _renamed(old: str, old_value: Any, new: str, new_value: Any) -> Any:
+    """The value of a renamed keyword argument; the old name still works, with a warning."""
+    if old_value is None:
+        return new_value
+    if new_value is not None:
+        raise TypeError(f"pass {new} only ({old} is its deprecated name)")
+    warnings.warn(
+        f"{old} is deprecated, use {new} (the same data)", DeprecationWarning, stacklevel=3
+    )
+    return old_value

@@ -21,7 +21,7 @@ from __future__ import annotations
 import importlib
 import logging
 import math
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -31,6 +31,7 @@ from torch import Tensor, nn
 from .errors import InputError
 from .heads import _DistanceHead
 from .methods import get_method
+from .scoring import batches
 
 __all__ = [
     "FinetuneResult",
@@ -106,18 +107,6 @@ def _set_submodule(model: nn.Module, name: str, module: nn.Module) -> None:
     setattr(parent, child, module)
 
 
-def _batches(data: Any, batch_size: int = 256) -> Iterable[Any]:
-    if isinstance(data, torch.utils.data.Dataset):
-        return torch.utils.data.DataLoader(data, batch_size=batch_size, shuffle=False)
-    return data
-
-
-def _split_batch(batch: Any, what: str) -> tuple[Tensor, Tensor]:
-    if not isinstance(batch, list | tuple) or len(batch) < 2:
-        raise InputError(f"{what} must yield (inputs, labels) pairs, got {type(batch).__name__}")
-    return batch[0], torch.as_tensor(batch[1])
-
-
 @torch.no_grad()
 def _class_means(
     model: nn.Module, layer: nn.Module, data: Any, num_classes: int
@@ -135,8 +124,8 @@ def _class_means(
     handle = layer.register_forward_pre_hook(hook)
     model.eval()
     try:
-        for batch in _batches(data):
-            x, y = _split_batch(batch, "data")
+        for x, y in batches(data, "data", labels=True, num_classes=num_classes):
+            assert y is not None
             captured.clear()
             model(x.to(ref.device))
             if not captured:
@@ -147,12 +136,7 @@ def _class_means(
                     f"the classifier layer received inputs of shape {tuple(f.shape)}; class-mean "
                     f"initialisation needs (N, D) features with N = {len(y)} labels per batch"
                 )
-            y = y.to(torch.long).cpu()
-            bad = y[(y < 0) | (y >= num_classes)]
-            if len(bad):
-                raise InputError(
-                    f"data: labels must lie in [0, {num_classes}), found {int(bad[0])}"
-                )
+            y = y.cpu()
             f = f.detach().double().cpu()
             if sums is None:
                 sums = torch.zeros(num_classes, f.shape[1], dtype=torch.float64)
@@ -303,10 +287,10 @@ def _check_number(value: Any, name: str, minimum: float, strict: bool) -> float:
 def _materialise(data: Any, what: str) -> tuple[Tensor, Tensor, int]:
     """All ``(inputs, labels)`` of a loader (or Dataset) as two CPU tensors, and the batch size."""
     xs, ys = [], []
-    for batch in _batches(data):
-        x, y = _split_batch(batch, what)
-        xs.append(torch.as_tensor(x).detach().cpu())
-        ys.append(y.detach().cpu().to(torch.long))
+    for x, y in batches(data, what, labels=True):
+        assert y is not None
+        xs.append(x.detach().cpu())
+        ys.append(y.detach().cpu())
     if not xs:
         raise InputError(f"{what} is empty")
     shapes = {tuple(x.shape[1:]) for x in xs}

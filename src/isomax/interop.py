@@ -1,9 +1,10 @@
 """Bridges to other OOD toolkits: a pytorch-ood detector and OpenOOD's ``ood.csv``.
 
-* :class:`PytorchOODDetector` exposes an isomax model and score through pytorch-ood's detector
-  API: ``predict(x)`` (inputs), ``predict_logits(logits)`` and ``fit_logits`` (pytorch-ood 0.4's
-  ``LogitsDetector``), ``predict_features(features)`` (penultimate features, through the
-  model's head, as pytorch-ood 0.4 means it), ``fit`` / ``fit_features``; call = predict. It
+* :class:`PytorchOODDetector` exposes an isomax :class:`~isomax.scoring.Scorer` (a native
+  score or a post-hoc detector) through pytorch-ood's detector API: ``predict(x)`` (inputs),
+  ``predict_logits(logits)`` and ``fit_logits`` (pytorch-ood 0.4's ``LogitsDetector``),
+  ``predict_features(features)`` (penultimate features, as pytorch-ood 0.4 means them),
+  ``fit(id_loader)`` / ``fit_features``; call = predict. It
   plugs into ``pytorch_ood.utils.OODMetrics`` and friends. pytorch-ood scores outliers
   *higher*, isomax scores inliers higher: the adapter returns ``-score``. pytorch-ood is
   imported only when the adapter is first used (``import isomax`` never imports it).
@@ -28,6 +29,7 @@ from . import scores as _scores
 from ._checks import check_positive
 from .errors import InputError
 from .io import atomic_write_bytes
+from .scoring import NativeScore, Scorer
 
 __all__ = ["OPENOOD_COLUMNS", "PytorchOODDetector", "to_openood_csv"]
 
@@ -68,7 +70,7 @@ class _Adapter:
     def __init__(
         self,
         model: nn.Module | None,
-        score: str | Callable[..., Tensor] = "mds",
+        score: str | Callable[..., Tensor] | Scorer = "mds",
         temperature: float = 1.0,
         head: nn.Module | None = None,
     ) -> None:
@@ -77,47 +79,92 @@ class _Adapter:
             raise TypeError(f"model must be an nn.Module or None, got {type(model).__name__}")
         if head is not None and not isinstance(head, nn.Module):
             raise TypeError(f"head must be an nn.Module or None, got {type(head).__name__}")
-        if isinstance(score, str):
-            self.score_fn: Callable[..., Tensor] = _scores.get(score)
-            self.score_name = score.lower()
-        elif callable(score):
-            self.score_fn = score
-            self.score_name = getattr(score, "__name__", type(score).__name__)
+        t = check_positive(temperature, "temperature")
+        #: the scorer behind the adapter; None when there is no model (logits only)
+        self.scorer: Scorer | None
+        #: the score of logits, for predict_logits (None for a post-hoc scorer)
+        self.score_fn: Callable[..., Tensor] | None
+        if isinstance(score, Scorer):
+            if model is not None and model is not score.model:
+                raise InputError("the scorer scores another model than the model given")
+            model, self.scorer = score.model, score
+            self.score_fn = score.score_logits if isinstance(score, NativeScore) else None
+            self.score_name = score.name
+        elif isinstance(score, str) or callable(score):
+            fn = _scores.get(score) if isinstance(score, str) else score
+            self.scorer = NativeScore(model, score, t) if model is not None else None
+            self.score_fn = lambda logits, temperature=t: fn(logits, temperature=temperature)
+            self.score_name = (
+                score.lower() if isinstance(score, str) else getattr(score, "__name__", "score")
+            )
         else:
-            raise TypeError(f"score must be a score name or a callable, got {score!r}")
+            raise TypeError(f"score must be a score name, a callable or a Scorer, got {score!r}")
         self.model = model
         self.head = head
-        self.temperature = check_positive(temperature, "temperature")
+        self._temperature = t
 
-    def fit(self, data_loader: Any = None, device: Any = None) -> Any:
-        """Nothing to fit (the model's own score needs no calibration); returns ``self``."""
+    @property
+    def temperature(self) -> float:
+        """T dividing the logits of a native score."""
+        if isinstance(self.scorer, NativeScore):
+            return self.scorer.temperature
+        return self._temperature
+
+    def fit(self, id_loader: Any = None, device: Any = None, *, data_loader: Any = None) -> Any:
+        """Fit the scorer on ID data (a no-op for a native score); returns ``self``.
+
+        ``data_loader`` is pytorch-ood's name of ``id_loader``; ``device`` is ignored (the
+        scorer runs where the model is).
+        """
+        loader = data_loader if id_loader is None else id_loader
+        if loader is not None and self.scorer is not None:
+            self.scorer.fit(loader)
+        return self
+
+    def _fit_nothing(self, method: str) -> Any:
+        if self.scorer is not None and not isinstance(self.scorer, NativeScore):
+            raise InputError(
+                f"{method}() cannot fit the post-hoc scorer {self.score_name!r}: fit it on "
+                "inputs with fit(id_loader)"
+            )
         return self
 
     def fit_features(self, x: Any = None, y: Any = None) -> Any:
-        """Nothing to fit; returns ``self``."""
-        return self
+        """Nothing to fit for a native score; returns ``self``."""
+        return self._fit_nothing("fit_features")
 
     def fit_logits(self, logits: Any = None, y: Any = None) -> Any:
-        """Nothing to fit; returns ``self``."""
-        return self
+        """Nothing to fit for a native score; returns ``self``."""
+        return self._fit_nothing("fit_logits")
 
     def predict(self, x: Tensor) -> Tensor:
-        """Outlier scores ``-score(model(x))``, shape (N,); higher = more likely OOD."""
-        if self.model is None:
+        """Outlier scores ``-scorer.score(x)``, shape (N,); higher = more likely OOD."""
+        if self.scorer is None:
             raise self._model_not_set(
                 "model: predict() needs a model; use predict_logits(logits) without one"
             )
-        return self.predict_logits(self.model(x))
+        return -self.scorer.score(x)
 
     def predict_logits(self, logits: Tensor) -> Tensor:
         """Outlier scores from logits ``(N, C)``: ``-score(logits, temperature)``."""
+        if self.score_fn is None:
+            raise InputError(
+                f"the post-hoc scorer {self.score_name!r} scores inputs or features, not "
+                "logits: use predict(x) or predict_features(features)"
+            )
         return -self.score_fn(logits, temperature=self.temperature)
 
     def predict_features(self, x: Tensor) -> Tensor:
-        """Outlier scores from penultimate features ``(N, D)``, through the head.
+        """Outlier scores from penultimate features ``(N, D)``.
 
-        The head is the ``head`` argument, else the model's ``head`` attribute (isomax models).
+        A post-hoc scorer scores them directly; a native score goes through the head: the
+        ``head`` argument, else the model's ``head`` attribute (isomax models).
         """
+        if self.scorer is not None and not isinstance(self.scorer, NativeScore):
+            score_features = getattr(self.scorer, "score_features", None)
+            if score_features is None:
+                raise InputError(f"the scorer {self.score_name!r} does not score features")
+            return -score_features(x)
         head = self.head if self.head is not None else getattr(self.model, "head", None)
         if not isinstance(head, nn.Module):
             raise self._model_not_set(
@@ -139,23 +186,27 @@ class _Adapter:
         )
 
 
-_ADAPTER_DOC = """An isomax model and score behind pytorch-ood's detector API.
+_ADAPTER_DOC = """An isomax :class:`~isomax.scoring.Scorer` behind pytorch-ood's detector API.
 
-    ``predict(x) = -score(model(x) / temperature)``: outliers score higher, as pytorch-ood
-    expects. ``predict_logits(logits)`` scores logits, ``predict_features(features)`` scores
-    penultimate features through the head (pytorch-ood 0.4's meaning). Nothing needs fitting:
-    ``fit``, ``fit_logits`` and ``fit_features`` return the detector unchanged. The model's mode
-    and the grad mode are the caller's (wrap evaluation in ``torch.no_grad()`` and call
-    ``model.eval()``, as with pytorch-ood's own detectors). A ``pytorch_ood.api.LogitsDetector``
+    ``predict(x) = -scorer.score(x)``: outliers score higher, as pytorch-ood expects; the
+    scorer runs the model in eval mode without gradients (submodule modes are restored).
+    ``predict_logits(logits)`` scores logits (native scores), ``predict_features(features)``
+    scores penultimate features (pytorch-ood 0.4's meaning: through the head for a native
+    score, directly for a post-hoc one). ``fit(id_loader)`` fits the scorer (a no-op for a
+    native score); ``fit_logits`` and ``fit_features`` have nothing to fit for a native score
+    and refuse a post-hoc one. A ``pytorch_ood.api.LogitsDetector``
     (``Detector`` before pytorch-ood 0.4) when pytorch-ood is installed; it is imported the first
     time this class is looked up, never by ``import isomax``.
 
     Args:
         model: a module returning logits; may be None when only ``predict_logits`` or
-            ``predict_features`` (with ``head``) is used.
-        score: a name from :mod:`isomax.scores` (``mds``, ``es``, ``mmles``...) or a function
-            ``(logits, temperature) -> Tensor[N]`` with higher = more in-distribution.
-        temperature: divides the logits before scoring.
+            ``predict_features`` (with ``head``) is used, or when ``score`` is a scorer.
+        score: a :class:`~isomax.scoring.Scorer` (a native score or a post-hoc detector, built
+            for ``model``), a name from :mod:`isomax.scores` (``mds``, ``es``, ``mmles``...)
+            or a function ``(logits, temperature) -> Tensor[N]`` with higher = more
+            in-distribution (a name or function becomes a :class:`~isomax.scoring.NativeScore`
+            of the model).
+        temperature: divides the logits before a native score.
         head: the module mapping penultimate features to logits, for ``predict_features``;
             default the model's ``head`` attribute.
 

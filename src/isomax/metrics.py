@@ -30,6 +30,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from ._checks import check_labels
 from .errors import InputError
 
 __all__ = [
@@ -163,20 +164,12 @@ def _check_matrix(x: Any, name: str) -> np.ndarray:
     return arr
 
 
-def _check_labels(labels: Any, n: int, n_classes: int, name: str = "labels") -> np.ndarray:
-    """Validate 1-D integer class labels of length ``n`` in ``[0, n_classes)``."""
-    arr, _ = _to_numpy(labels, name)
-    if arr.dtype.kind == "b" or arr.dtype.kind not in "iu":
-        raise TypeError(f"{name} must have an integer dtype, got {arr.dtype}")
-    if arr.ndim != 1:
-        raise InputError(f"{name} must be 1-D, got shape {tuple(arr.shape)}")
-    if arr.shape[0] != n:
-        raise InputError(f"{name} has length {arr.shape[0]}, expected {n} (one per row)")
-    lo, hi = int(arr.min()), int(arr.max())
-    if lo < 0 or hi >= n_classes:
-        bad = lo if lo < 0 else hi
-        raise InputError(f"{name} must be in [0, {n_classes}), found {bad}")
-    return arr.astype(np.int64, copy=False)
+def _check_labels(labels: Any, n: int, num_classes: int, name: str = "labels") -> np.ndarray:
+    """Validate 1-D integer class labels of length ``n`` in ``[0, num_classes)`` (as int64)."""
+    if isinstance(labels, torch.Tensor):
+        labels = labels.detach().cpu()
+    checked = check_labels(labels, name, n, num_classes, rows="predictions")
+    return checked.numpy().astype(np.int64, copy=False)
 
 
 def _check_probs(probs: Any, name: str = "probs") -> np.ndarray:

@@ -4,8 +4,9 @@ Every detector works on a model exposing ``features(x) -> (N, D)`` and a ``head`
 ``forward(x) = head(features(x))`` (every :class:`isomax.models.Classifier`) and follows one
 convention:
 
-* ``fit(id_loader) -> self`` on in-distribution training or validation data only; the loader
-  yields ``(x, y)`` pairs (or longer tuples, ``y`` second) or bare ``x`` tensors;
+* it is a :class:`isomax.scoring.Scorer`: ``fit(id_loader, max_samples=None) -> self`` on
+  in-distribution training or validation data only; the loader yields ``(x, y)`` pairs (or
+  longer tuples, ``y`` second) or bare ``x`` tensors;
 * ``score(x) -> Tensor[N]``: higher = more in-distribution, on the device of ``x``; float32
   (float64 for Mahalanobis and ViM, and for float64 models);
 * computations are batched on the model's device under ``torch.no_grad()`` with the model in
@@ -36,8 +37,8 @@ References:
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Iterator, Mapping, Sequence
-from contextlib import ExitStack, contextmanager
+from collections.abc import Iterable, Mapping, Sequence
+from contextlib import ExitStack
 from types import MappingProxyType
 from typing import Any, ClassVar, TypeVar
 
@@ -47,6 +48,10 @@ from torch import Tensor, nn
 
 from ._checks import check_float_matrix, check_positive
 from .errors import InputError
+from .scores import energy as _energy
+from .scoring import Scorer, batches
+from .scoring import inference as _inference
+from .scoring import model_device as _model_device
 
 __all__ = [
     "DETECTORS",
@@ -68,56 +73,6 @@ _D = TypeVar("_D", bound="PosthocDetector")
 # ----------------------------------------------------------------------------------------------
 
 
-@contextmanager
-def _inference(model: nn.Module) -> Iterator[None]:
-    """Eval mode and no gradients; restores the train/eval flag of every submodule."""
-    modes = [(m, m.training) for m in model.modules()]
-    model.eval()
-    try:
-        with torch.no_grad():
-            yield
-    finally:
-        for module, training in modes:
-            module.training = training
-
-
-def _model_device(model: nn.Module) -> torch.device:
-    for tensor in (*model.parameters(), *model.buffers()):
-        return tensor.device
-    return torch.device("cpu")
-
-
-def _split_batch(batch: Any) -> tuple[Tensor, Any]:
-    """``(x, y, ...)`` -> (x, y); ``(x,)`` or ``x`` -> (x, None)."""
-    if isinstance(batch, Tensor):
-        return batch, None
-    if isinstance(batch, list | tuple) and batch and isinstance(batch[0], Tensor):
-        return batch[0], (batch[1] if len(batch) > 1 else None)
-    raise TypeError(
-        "id_loader must yield input tensors or (inputs, labels) pairs, "
-        f"got a batch of type {type(batch).__name__}"
-    )
-
-
-def _check_batch_labels(labels: Any, n: int) -> Tensor:
-    if isinstance(labels, Tensor):
-        y = labels
-    else:
-        try:
-            y = torch.as_tensor(labels)
-        except (TypeError, ValueError, RuntimeError):
-            raise TypeError(
-                f"labels must be a tensor of integer class indices, got {type(labels).__name__}"
-            ) from None
-    if y.is_floating_point() or y.is_complex() or y.dtype == torch.bool:
-        raise TypeError(f"labels must hold integer class indices, got dtype {y.dtype}")
-    if y.dim() != 1 or y.shape[0] != n:
-        raise InputError(f"labels must have shape ({n},) to match the batch, got {tuple(y.shape)}")
-    if n and int(y.min()) < 0:
-        raise InputError(f"labels must be >= 0, found {int(y.min())}")
-    return y.long()
-
-
 def _percentile(values: Tensor, q: float) -> float:
     """``np.percentile(values, q)`` (linear interpolation) of a 1-D tensor, in O(n)."""
     n = values.numel()
@@ -127,13 +82,6 @@ def _percentile(values: Tensor, q: float) -> float:
     a = float(values.kthvalue(lo + 1).values)
     b = a if hi == lo else float(values.kthvalue(hi + 1).values)
     return a + (h - lo) * (b - a)
-
-
-def _energy(logits: Tensor, temperature: float = 1.0) -> Tensor:
-    """T * logsumexp(logits / T) in float32 (float64 for float64 logits)."""
-    check_float_matrix(logits, "logits")
-    dtype = torch.float64 if logits.dtype == torch.float64 else torch.float32
-    return temperature * torch.logsumexp(logits.to(dtype) / temperature, dim=1)
 
 
 def _head_weights(head: nn.Module) -> tuple[Tensor, Tensor]:
@@ -157,8 +105,9 @@ def _head_weights(head: nn.Module) -> tuple[Tensor, Tensor]:
 # ----------------------------------------------------------------------------------------------
 
 
-class PosthocDetector:
-    """Base class: ``fit(id_loader) -> self`` and ``score(x) -> Tensor[N]`` (higher = ID).
+class PosthocDetector(Scorer):
+    """Base class of the post-hoc :class:`~isomax.scoring.Scorer`: ``fit(id_loader) -> self``
+    and ``score(x) -> Tensor[N]`` (higher = ID) on the model's features.
 
     Subclasses implement ``_start`` (reset the fit state), ``_update(features, labels)`` (one
     batch, on the model's device), ``_finish(n)`` and ``_score(features)``.
@@ -168,7 +117,7 @@ class PosthocDetector:
     """
 
     #: registry name
-    name: ClassVar[str] = ""
+    name = ""
     #: whether ``fit`` needs (x, y) batches
     requires_labels: ClassVar[bool] = False
     #: fitted attributes that :meth:`state_dict` saves (tensors, floats or ints)
@@ -190,22 +139,29 @@ class PosthocDetector:
                 f"{type(model).__name__} has none"
             )
         self.model = model
-        self.num_features: int | None = None
+        #: the feature size D the detector was fitted on (as the heads' ``in_features``)
+        self.in_features: int | None = None
         self._fitted = False
 
     # -- public API ---------------------------------------------------------------------------
+
+    @property
+    def num_features(self) -> int | None:
+        """Deprecated name of :attr:`in_features`."""
+        return self.in_features
 
     @property
     def is_fitted(self) -> bool:
         """Whether :meth:`fit` has run (always True for detectors that need no fit)."""
         return self._fitted
 
-    def fit(self: _D, id_loader: Iterable[Any]) -> _D:
+    def fit(self: _D, id_loader: Iterable[Any], max_samples: int | None = None) -> _D:
         """Fit on in-distribution data (training or validation split, never the test split).
 
         Args:
             id_loader: an iterable of ``(x, y)`` batches (``y`` integer class indices) or of
-                bare ``x`` tensors (for detectors that need no labels).
+                bare ``x`` tensors (for detectors that need no labels), or a ``Dataset``.
+            max_samples: fit on at most this many inputs (the first ones); ``None``: all.
 
         Returns:
             The detector itself.
@@ -214,7 +170,7 @@ class PosthocDetector:
             ValueError: the loader yields no sample, labels are missing where needed, or the
                 detector's settings do not fit the data (e.g. KNN's ``k`` > the fit set).
         """
-        fit_detectors([self], id_loader)
+        fit_detectors([self], id_loader, max_samples)
         return self
 
     def _check_ready(self, x: Tensor) -> None:
@@ -225,34 +181,39 @@ class PosthocDetector:
                 f"{type(self).__name__} is not fitted: call fit(id_loader) before score(x)"
             )
 
-    def score(self, x: Tensor) -> Tensor:
-        """Scores of a batch, shape (N,), higher = more in-distribution, on ``x``'s device."""
+    def _run(self, x: Tensor, from_features: bool, logits: bool) -> tuple[Tensor, Tensor | None]:
+        """Scores (and logits) of inputs, or of features, on ``x``'s device."""
         self._check_ready(x)
         with _inference(self.model):
-            f = self._features(x.to(_model_device(self.model)))
-            out = self._score(f)
-        return out.to(x.device)
+            x_model = x.to(_model_device(self.model))
+            f = self._check_features(x_model) if from_features else self._features(x_model)
+            out = self._score(f).to(x.device)
+            return out, (self._logits(f).to(x.device) if logits else None)
+
+    def score(self, x: Tensor) -> Tensor:
+        """Scores of a batch, shape (N,), higher = more in-distribution, on ``x``'s device."""
+        return self._run(x, from_features=False, logits=False)[0]
 
     def score_and_logits(self, x: Tensor) -> tuple[Tensor, Tensor]:
         """Scores and the logits ``head(features(x))`` of a batch from one backbone pass."""
-        self._check_ready(x)
-        with _inference(self.model):
-            f = self._features(x.to(_model_device(self.model)))
-            out, logits = self._score(f), self._logits(f)
-        return out.to(x.device), logits
+        out, logits = self._run(x, from_features=False, logits=True)
+        assert logits is not None
+        return out, logits
 
-    def score_loader(self, loader: Iterable[Any]) -> Tensor:
-        """Scores of every input of ``loader`` (``x`` or ``(x, y, ...)`` batches), on the CPU."""
-        parts = [self.score(_split_batch(batch)[0]).cpu() for batch in loader]
-        if not parts:
-            raise InputError("loader yielded no batches to score")
-        return torch.cat(parts)
+    def score_features(self, features: Tensor) -> Tensor:
+        """Scores of penultimate features (N, D) (``model.features(x)``), on their device."""
+        return self._run(features, from_features=True, logits=False)[0]
+
+    def config(self) -> dict[str, Any]:
+        """The constructor's settings, saved with the detector."""
+        return {}
 
     def state_dict(self) -> dict[str, Tensor]:
         """The fitted statistics as CPU tensors (numbers as 0-d tensors), e.g. for safetensors."""
         if not self.is_fitted:
             raise RuntimeError(f"{type(self).__name__} is not fitted: nothing to save")
-        out = {"num_features": torch.tensor(-1 if self.num_features is None else self.num_features)}
+        d = -1 if self.in_features is None else self.in_features
+        out = {"num_features": torch.tensor(d)}  # the file key of earlier versions
         for name in self.state_names:
             value = getattr(self, name)
             if isinstance(value, Tensor):
@@ -273,7 +234,7 @@ class PosthocDetector:
             value = state[name]
             setattr(self, name, value.to(device) if value.dim() > 0 else value.item())
         n = int(state["num_features"])
-        self.num_features = None if n < 0 else n
+        self.in_features = None if n < 0 else n
         self._after_load()
         self._fitted = True
         return self
@@ -291,13 +252,16 @@ class PosthocDetector:
         return ""
 
     def _features(self, x: Tensor) -> Tensor:
-        f = check_float_matrix(self.model.features(x), "model.features(x)")
-        if self.num_features is None:
-            self.num_features = int(f.shape[1])
-        elif f.shape[1] != self.num_features:
+        return self._check_features(self.model.features(x))
+
+    def _check_features(self, features: Any) -> Tensor:
+        f = check_float_matrix(features, "model.features(x)")
+        if self.in_features is None:
+            self.in_features = int(f.shape[1])
+        elif f.shape[1] != self.in_features:
             raise InputError(
                 f"model.features(x) has {f.shape[1]} columns, but the detector was fitted on "
-                f"{self.num_features}-dimensional features"
+                f"{self.in_features}-dimensional features"
             )
         return f
 
@@ -342,9 +306,12 @@ class EnergyDetector(PosthocDetector):
 
     needs_fit = False
 
-    def fit(self: _D, id_loader: Iterable[Any]) -> _D:
-        """No-op (the energy score has no statistics); returns the detector."""
+    def fit(self: _D, id_loader: Iterable[Any], max_samples: int | None = None) -> _D:
+        """No-op (the energy score has no statistics; the loader is not read)."""
         return self
+
+    def config(self) -> dict[str, Any]:
+        return {"temperature": self.temperature}
 
     def _extra_repr(self) -> str:
         return f"temperature={self.temperature:g}"
@@ -383,6 +350,9 @@ class MahalanobisDetector(PosthocDetector):
         self.means: Tensor | None = None  #: (C', D) float64 means of the classes seen
         self.classes: Tensor | None = None  #: (C',) labels of those classes
         self.precision: Tensor | None = None  #: (D, D) float64 Sigma^+
+
+    def config(self) -> dict[str, Any]:
+        return {"ridge": self.ridge}
 
     def _extra_repr(self) -> str:
         return f"ridge={self.ridge:g}"
@@ -502,6 +472,14 @@ class KNNDetector(PosthocDetector):
         self.bank: Tensor | None = None  #: (N_fit, D) L2-normalised fit features
         self._index: Any = None
 
+    def config(self) -> dict[str, Any]:
+        return {
+            "k": self.k,
+            "backend": self.backend,
+            "query_chunk_size": self.query_chunk_size,
+            "bank_chunk_size": self.bank_chunk_size,
+        }
+
     def _extra_repr(self) -> str:
         return f"k={self.k}, backend={self.backend!r}"
 
@@ -605,13 +583,16 @@ class ViMDetector(PosthocDetector):
         self.principal_dim: int | None = None  #: the dim used by the last fit
 
     @staticmethod
-    def default_dim(num_features: int) -> int:
+    def default_dim(in_features: int) -> int:
         """The authors' rule: 1000 if D >= 2048, 512 if D >= 768, else D // 2."""
-        if num_features >= 2048:
+        if in_features >= 2048:
             return 1000
-        if num_features >= 768:
+        if in_features >= 768:
             return 512
-        return num_features // 2
+        return in_features // 2
+
+    def config(self) -> dict[str, Any]:
+        return {"dim": self.dim, "signed_alpha": self.signed_alpha}
 
     def _extra_repr(self) -> str:
         return f"dim={self.dim}" + (", signed_alpha=True" if self.signed_alpha else "")
@@ -711,6 +692,9 @@ class ReActDetector(PosthocDetector):
         self.percentile = p
         self.threshold: float | None = None
 
+    def config(self) -> dict[str, Any]:
+        return {"percentile": self.percentile}
+
     def _extra_repr(self) -> str:
         return f"percentile={self.percentile:g}"
 
@@ -751,50 +735,47 @@ def _by_model(detectors: Iterable[PosthocDetector]) -> list[list[PosthocDetector
     return list(groups.values())
 
 
-def fit_detectors(detectors: Sequence[PosthocDetector], id_loader: Iterable[Any]) -> None:
+def fit_detectors(
+    detectors: Sequence[PosthocDetector],
+    id_loader: Iterable[Any],
+    max_samples: int | None = None,
+) -> None:
     """Fit several detectors on one pass over ``id_loader``.
 
     Detectors of the same model share one ``model.features(x)`` per batch, so fitting KNN,
     ViM, ReAct and Mahalanobis together costs one backbone pass instead of four; each detector
     ends exactly as its own :meth:`PosthocDetector.fit` would leave it.
     """
-    if isinstance(id_loader, Tensor):
-        raise TypeError(
-            "id_loader must be an iterable of batches, got a single tensor: wrap it as "
-            "[x] or [(x, y)], or use a DataLoader"
-        )
     groups = _by_model(d for d in detectors if _is_detector(d) and d.needs_fit)
     todo = [d for group in groups for d in group]
     if not todo:
         return
+    labelled = [d for d in todo if d.requires_labels]
+    reader = batches(
+        id_loader,
+        "id_loader",
+        labels=bool(labelled),
+        max_samples=max_samples,
+        needed_by=type(labelled[0]).__name__ if labelled else "",
+    )
     for det in todo:
         det._fitted = False
-        det.num_features = None
+        det.in_features = None
         det._start()
-    needs_labels = [d for d in todo if d.requires_labels]
     n = 0
     with ExitStack() as stack:
         for group in groups:
             stack.enter_context(_inference(group[0].model))
         devices = [_model_device(group[0].model) for group in groups]
-        for batch in id_loader:
-            x, y = _split_batch(batch)
-            labels: Tensor | None = None
-            if needs_labels:
-                if y is None:
-                    raise InputError(
-                        f"{type(needs_labels[0]).__name__} needs class labels: id_loader must "
-                        "yield (inputs, labels) pairs, got a batch of inputs only"
-                    )
-                labels = _check_batch_labels(y, x.shape[0])
+        for x, labels in reader:
             if x.shape[0] == 0:
                 continue
             for group, device in zip(groups, devices, strict=True):
                 f = group[0]._features(x.to(device))
                 for det in group:
-                    det.num_features = group[0].num_features
-                    use = labels if det.requires_labels else None
-                    det._update(f, None if use is None else use.to(f.device))
+                    det.in_features = group[0].in_features
+                    y = labels if det.requires_labels else None
+                    det._update(f, None if y is None else y.to(f.device))
             n += x.shape[0]
         if n == 0:
             raise InputError(
@@ -819,16 +800,9 @@ def score_detectors(detectors: Mapping[str, PosthocDetector], x: Tensor) -> dict
             det._check_ready(x)
         model = group[0].model
         with _inference(model):
-            f = group[0]._features(x.to(_model_device(model)))
+            f = check_float_matrix(model.features(x.to(_model_device(model))), "model.features(x)")
             for det in group:
-                if det.num_features is None:
-                    det.num_features = int(f.shape[1])
-                elif f.shape[1] != det.num_features:
-                    raise InputError(
-                        f"model.features(x) has {f.shape[1]} columns, but the detector was "
-                        f"fitted on {det.num_features}-dimensional features"
-                    )
-                out[names[id(det)]] = det._score(f).to(x.device)
+                out[names[id(det)]] = det._score(det._check_features(f)).to(x.device)
     return {name: out[name] for name in detectors}
 
 

@@ -1,0 +1,196 @@
+"""The one scorer interface: every native score and every post-hoc detector has the same methods
+and signatures, fits, scores with higher = in-distribution, and round-trips through a file."""
+
+from __future__ import annotations
+
+import inspect
+
+import pytest
+import torch
+from sklearn.metrics import roc_auc_score
+from torch.utils.data import TensorDataset
+
+import isomax
+from isomax import scores
+from isomax.io import MetadataError, load_file, save_file
+from isomax.posthoc import EnergyDetector, KNNDetector, PosthocDetector
+from isomax.scoring import (
+    NativeScore,
+    Scorer,
+    batches,
+    get_scorer,
+    load_scorer,
+    scorer_names,
+    split_batch,
+)
+from scorer_cases import CASES, IDS, loader, make, sample, trained
+
+METHODS = (
+    "fit",
+    "score",
+    "score_and_logits",
+    "score_loader",
+    "state_dict",
+    "load_state_dict",
+    "config",
+    "save",
+)
+
+
+def _params(fn) -> list[tuple[str, object]]:
+    return [(p.name, p.default) for p in inspect.signature(fn).parameters.values()]
+
+
+@pytest.mark.parametrize(("kind", "name"), CASES, ids=IDS)
+def test_every_scorer_has_the_same_methods_and_signatures(kind: str, name: str) -> None:
+    scorer = make(kind, name, trained())
+    assert isinstance(scorer, Scorer)
+    assert isinstance(scorer, NativeScore if kind == "native" else PosthocDetector)
+    assert scorer.name == name
+    for method in METHODS:
+        assert _params(getattr(type(scorer), method)) == _params(getattr(Scorer, method)), method
+    assert _params(Scorer.fit) == [("self", inspect.Parameter.empty), ("id_loader",
+        inspect.Parameter.empty), ("max_samples", None)]  # fmt: skip
+    assert isinstance(type(scorer).is_fitted, property)
+
+
+@pytest.mark.parametrize(("kind", "name"), CASES, ids=IDS)
+def test_fit_score_save_load_round_trip(kind: str, name: str, tmp_path) -> None:
+    model = trained()
+    scorer = make(kind, name, model)
+    assert scorer.fit(loader(200, seed=2)) is scorer and scorer.is_fitted
+    x = sample(40, seed=5)[0]
+    values, logits = scorer.score_and_logits(x)
+    assert values.shape == (40,) and torch.isfinite(values).all()
+    torch.testing.assert_close(logits, model(x).detach())
+    assert torch.equal(scorer.score(x), values)
+    batched = scorer.score_loader([x[:15], (x[15:], torch.zeros(25, dtype=torch.long))])
+    torch.testing.assert_close(batched, values.cpu())
+    path = scorer.save(tmp_path / "scorer.safetensors")
+    other = load_scorer(path, trained())  # same weights, a different module
+    assert type(other) is type(scorer) and other.name == scorer.name and other.is_fitted
+    assert other.config() == scorer.config()
+    assert torch.equal(other.score(x), values)
+
+
+@pytest.mark.parametrize(("kind", "name"), CASES, ids=IDS)
+def test_higher_scores_are_in_distribution(kind: str, name: str) -> None:
+    scorer = make(kind, name, trained()).fit(loader(300, seed=2))
+    s_id = scorer.score(sample(300, seed=5)[0])
+    s_ood = scorer.score(sample(200, seed=6, ood=True)[0])
+    labels = [1] * len(s_id) + [0] * len(s_ood)  # ID positive
+    assert roc_auc_score(labels, torch.cat([s_id, s_ood]).numpy()) > 0.65
+
+
+@pytest.mark.parametrize("name", scores.names())
+def test_native_score_is_the_score_of_the_logits(name: str) -> None:
+    model = trained()
+    x = sample(30, seed=7)[0]
+    scorer = NativeScore(model, name, temperature=2.5)
+    assert scorer.fit(object()) is scorer  # the loader is not read
+    with torch.no_grad():
+        expected = scores.get(name)(model(x).double(), temperature=2.5)
+    torch.testing.assert_close(scorer.score(x).double(), expected, rtol=1e-5, atol=1e-6)
+    assert scorer.state_dict() == {} and scorer.config() == {"temperature": 2.5}
+
+
+def test_energy_detector_equals_the_native_energy_and_both_round_trip(tmp_path) -> None:
+    model = trained()
+    x = sample(30, seed=7)[0]
+    native, posthoc = NativeScore(model, "energy", 3.0), EnergyDetector(model, temperature=3.0)
+    torch.testing.assert_close(native.score(x), posthoc.score(x))
+    back = load_scorer(posthoc.save(tmp_path / "e.safetensors"), model)
+    assert type(back) is EnergyDetector and back.temperature == 3.0
+    assert type(load_scorer(native.save(tmp_path / "n.safetensors"), model)) is NativeScore
+
+
+def test_get_scorer_names_aliases_and_errors() -> None:
+    model = trained()
+    assert scorer_names() == [*scores.names(), "mahalanobis", "knn", "vim", "react"]
+    assert get_scorer("MSP", model).name == "mps"
+    assert isinstance(get_scorer("energy", model), NativeScore)
+    assert get_scorer("knn", model, k=3).k == 3
+    with pytest.raises(ValueError, match=r"unknown score 'odin'.*post-hoc: mahalanobis"):
+        get_scorer("odin", model)
+    with pytest.raises(TypeError, match="nn.Module"):
+        NativeScore("resnet", "mds")  # type: ignore[arg-type]
+    custom = NativeScore(model, lambda z, temperature: z[:, 0] / temperature)
+    with pytest.raises(ValueError, match="cannot be saved"):
+        custom.save("never.safetensors")
+
+
+def test_max_samples_caps_every_fit() -> None:
+    model = trained()
+    x, y = sample(100, seed=2)
+    knn = KNNDetector(model, k=3).fit([(x[:30], y[:30]), (x[30:], y[30:])], max_samples=45)
+    assert knn.bank.shape == (45, 8)
+    ref = KNNDetector(model, k=3).fit([(x[:45], y[:45])])
+    assert torch.equal(knn.bank, ref.bank)
+    mahalanobis = get_scorer("mahalanobis", model).fit(TensorDataset(x, y), max_samples=60)
+    ref_m = get_scorer("mahalanobis", model).fit([(x[:60], y[:60])])
+    torch.testing.assert_close(mahalanobis.means, ref_m.means)
+    with pytest.raises(ValueError, match="max_samples must be None or a positive integer"):
+        KNNDetector(model, k=3).fit([(x, y)], max_samples=0)
+
+
+def test_load_scorer_refuses_bad_files(tmp_path) -> None:
+    model = trained()
+    path = get_scorer("knn", model, k=4).fit(loader(50, seed=2)).save(tmp_path / "k.safetensors")
+    tensors, meta = load_file(path, "scorer")
+    meta = {k: v for k, v in meta.items() if k not in ("kind", "format_version")}
+    bad = tmp_path / "bad.safetensors"
+    save_file(bad, tensors, {**meta, "config": {"k": 4, "script": "rm -rf /"}}, "scorer")
+    with pytest.raises(MetadataError, match=r"'config' must be settings of 'knn'"):
+        load_scorer(bad, model)
+    save_file(bad, tensors, {**meta, "config": {"k": 0}}, "scorer")
+    with pytest.raises(MetadataError, match="positive integer"):
+        load_scorer(bad, model)
+    save_file(bad, tensors, {**meta, "scorer": "odin"}, "scorer")
+    with pytest.raises(MetadataError, match="'scorer' must be one of"):
+        load_scorer(bad, model)
+    save_file(bad, {}, meta, "scorer")
+    with pytest.raises(ValueError, match="state lacks"):
+        load_scorer(bad, model)
+    isomax.OODDetector(model, "mds", threshold=0.0).save(bad)
+    with pytest.raises(ValueError, match="expected a 'scorer'"):
+        load_scorer(bad, model)
+
+
+# ------------------------------------------------------------------ the one loader reader
+
+
+def test_batches_reads_every_kind_of_loader() -> None:
+    x, y = sample(10, seed=3)
+    for data in ([(x[:4], y[:4]), (x[4:], y[4:])], TensorDataset(x, y), [[x, y, "extra"]]):
+        got = list(batches(data, labels=True, num_classes=3))
+        assert torch.equal(torch.cat([b[0] for b in got]), x)
+        assert torch.equal(torch.cat([b[1] for b in got]), y)
+    bare = list(batches([x[:3], (x[3:],)]))
+    assert [b[1] for b in bare] == [None, None]
+    assert [len(b[0]) for b in batches([x[:4], x[4:]], max_samples=6)] == [4, 2]
+    _, listed = next(batches([(x, [0, 1, 2, 0, 1, 2, 0, 1, 2, 0])], labels=True))
+    assert listed.dtype == torch.long
+    assert split_batch((x, y)) == (x, y)
+
+
+@pytest.mark.parametrize(
+    ("data", "kwargs", "error", "match"),
+    [
+        (torch.zeros(3, 5), {}, TypeError, "got a single tensor"),
+        ("images/", {}, TypeError, "must be an iterable of batches"),
+        ([{"x": 1}], {}, TypeError, "must yield input tensors or .* got a batch of type dict"),
+        ([torch.zeros(2, 5)], {"labels": True, "needed_by": "Mahalanobis"}, ValueError,
+         r"id_loader must yield \(inputs, labels\) pairs: Mahalanobis needs class labels"),
+        ([(torch.zeros(2, 5), torch.tensor([0, 3]))], {"labels": True, "num_classes": 3},
+         ValueError, r"id_loader labels must lie in \[0, 2\], found 3"),
+        ([(torch.zeros(2, 5), torch.tensor([0, -1]))], {"labels": True}, ValueError,
+         "id_loader labels must be >= 0, found -1"),
+        ([(torch.zeros(2, 5), torch.tensor([0.0, 1.0]))], {"labels": True}, TypeError,
+         "id_loader labels must hold integer class indices"),
+        ([(torch.zeros(2, 5), torch.tensor([0]))], {"labels": True}, ValueError,
+         r"id_loader labels must have shape \(2,\) to match the inputs, got \(1,\)"),
+    ],
+)  # fmt: skip
+def test_batches_refuses_bad_loaders(data, kwargs, error, match) -> None:
+    with pytest.raises(error, match=match):
+        list(batches(data, **kwargs))
