@@ -402,7 +402,7 @@ def test_cli_evaluate_dataset_classes_disagree(cli, tmp_path, ckpt):
     [
         (["--dataset", "cifar11"], r"unknown dataset 'cifar11'; valid names:"),
         (["--ood", "placesx"], r"unknown dataset 'placesx'; valid names: .*\bgaussian\b"),
-        (["--scores", "mps,entropy"], r"unknown score 'entropy'; valid scores: mps, es"),
+        (["--scores", "mps,entropy"], r"unknown score 'entropy'; valid names: mps, es"),
         (["--temperature", "0"], r"temperature must be a finite number > 0, got 0.0"),
         (
             ["--ood", "{tmp}/nowhere/"],
@@ -441,7 +441,7 @@ def test_cli_evaluate_unwritable_output_dir(cli, tmp_path, ckpt):
 def test_cli_calibrate_bad_score(cli, tmp_path, ckpt):
     out = tmp_path / "det.safetensors"
     result = cli("calibrate", ckpt, "--score", "entropy", *CPU, "--output", out)
-    assert_user_error(result, "calibrate", r"unknown score 'entropy'; valid scores:")
+    assert_user_error(result, "calibrate", r"unknown score 'entropy'; valid names:")
 
 
 def test_cli_calibrate_unwritable_output(cli, tmp_path, ckpt):

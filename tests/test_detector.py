@@ -152,7 +152,7 @@ DETECTOR_ERRORS = [
     pytest.param(
         lambda: OODDetector(_linear(), score="entropy"),
         ValueError,
-        r"unknown score 'entropy'; valid scores:",
+        r"unknown score 'entropy'; valid names:",
         id="detector-unknown-score",
     ),
     pytest.param(

@@ -67,7 +67,7 @@ def test_higher_is_more_in_distribution():
 
 
 def test_get_unknown_and_bad_input():
-    with pytest.raises(ValueError, match="unknown score 'odin'; valid scores: mps, es, mds"):
+    with pytest.raises(ValueError, match="unknown score 'odin'; valid names: mps, es, mds"):
         scores.get("odin")
     assert scores.get("MMLES") is scores.mmles
     with pytest.raises(ValueError, match="logits must be 2-D"):
@@ -118,7 +118,7 @@ SCORE_ERRORS = [
     pytest.param(
         lambda: scores.get("entropy"),
         ValueError,
-        r"unknown score 'entropy'; valid scores: mps, es, mds",
+        r"unknown score 'entropy'; valid names: mps, es, mds",
         id="score-unknown-name",
     ),
 ]

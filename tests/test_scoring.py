@@ -110,7 +110,10 @@ def test_get_scorer_names_aliases_and_errors() -> None:
     assert get_scorer("MSP", model).name == "mps"
     assert isinstance(get_scorer("energy", model), NativeScore)
     assert get_scorer("knn", model, k=3).k == 3
-    with pytest.raises(ValueError, match=r"unknown score 'odin'.*post-hoc: mahalanobis"):
+    with pytest.raises(
+        ValueError,
+        match=r"unknown score 'odin'; valid names: mps.*, mahalanobis, knn, vim, react \(also: msp = mps\)",
+    ):
         get_scorer("odin", model)
     with pytest.raises(TypeError, match="nn.Module"):
         NativeScore("resnet", "mds")  # type: ignore[arg-type]

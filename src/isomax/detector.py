@@ -24,6 +24,9 @@ from .scoring import scorer_names as _scorer_names
 __all__ = ["OODDetector", "Prediction"]
 
 log = logging.getLogger(__name__)
+
+#: fewer in-distribution scores than this make a noisy threshold: fit warns
+MIN_ID_SCORES = 100
 _KIND = "detector"
 _STATE = "posthoc/"  #: prefix of the scorer's fitted tensors in a detector file
 
@@ -285,6 +288,14 @@ class OODDetector:
                 log.info("fitted temperature %.4g (%s)", self.temperature, calibrate)
         if isinstance(self.scorer, NativeScore):  # the score of the logits at the fitted T
             values = self.scorer.score_logits(logits, temperature=1.0)
+        if len(values) < MIN_ID_SCORES:
+            log.warning(
+                "the threshold at TPR %g%% is set from only %d in-distribution scores (the lowest "
+                "%d decide it): fit on more validation data (CLI: a larger --val-split)",
+                100 * tpr,
+                len(values),
+                max(1, len(values) - math.ceil(tpr * len(values))),
+            )
         self.threshold = threshold_for_tpr(values, tpr=tpr)
         self.tpr = float(tpr)
         log.info("threshold %.6g keeps %.1f%% of ID validation inputs", self.threshold, 100 * tpr)

@@ -47,6 +47,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ._checks import check_float_matrix, check_positive
+from ._names import resolve_name
 from .errors import InputError
 from .scores import energy as _energy
 from .scoring import Scorer, batches
@@ -834,9 +835,4 @@ def get_detector(name: str, model: nn.Module, **kwargs: Any) -> PosthocDetector:
 
     Keyword arguments go to its constructor, e.g. ``get_detector("knn", model, k=10)``.
     """
-    key = name.lower() if isinstance(name, str) else None
-    if key is None or key not in DETECTORS:
-        raise InputError(
-            f"unknown post-hoc detector {name!r}; valid names: {', '.join(posthoc_names())}"
-        )
-    return DETECTORS[key](model, **kwargs)
+    return DETECTORS[resolve_name("post-hoc detector", name, DETECTORS)](model, **kwargs)

@@ -14,6 +14,7 @@ import torch
 from torch import Tensor
 
 from ._checks import check_float_matrix, check_positive
+from ._names import resolve_name
 from .errors import InputError
 
 __all__ = [
@@ -114,10 +115,11 @@ def names() -> list[str]:
 ALIASES = {"msp": "mps"}
 
 
+def resolve(name: str) -> str:
+    """The registered name ``name`` spells (:func:`isomax._names.fold`; ``msp`` = ``mps``)."""
+    return resolve_name("score", name, _SCORES, ALIASES)
+
+
 def get(name: str) -> Score:
-    """Return the score function called ``name`` (case-insensitive; ``msp`` = ``mps``)."""
-    key = name.lower() if isinstance(name, str) else None
-    key = ALIASES.get(key, key) if key is not None else None
-    if key is None or key not in _SCORES:
-        raise InputError(f"unknown score {name!r}; valid scores: {', '.join(_SCORES)} (msp = mps)")
-    return _SCORES[key]
+    """Return the score function called ``name`` (any spelling; ``msp`` = ``mps``)."""
+    return _SCORES[resolve(name)]

@@ -40,6 +40,7 @@ from torch import Tensor, nn
 
 from . import scores as _scores
 from ._checks import check_labels, check_positive
+from ._names import resolve_name
 from .errors import InputError
 from .io import field_error, load_file, require, save_file
 
@@ -280,7 +281,7 @@ class NativeScore(Scorer):
             raise TypeError(f"model must be an nn.Module, got {type(model).__name__}")
         if isinstance(name, str):
             self.fn: Callable[..., Tensor] = _scores.get(name)
-            self.name = _scores.ALIASES.get(name.lower(), name.lower())
+            self.name = _scores.resolve(name)
         elif callable(name):
             self.fn = name
             self.name = getattr(name, "__name__", type(name).__name__)
@@ -349,18 +350,12 @@ def get_scorer(name: str, model: nn.Module, **kwargs: Any) -> Scorer:
     Keyword arguments go to its constructor, e.g. ``get_scorer("knn", model, k=10)`` or
     ``get_scorer("energy", model, temperature=2.0)``.
     """
-    key = name.lower() if isinstance(name, str) else None
-    key = _scores.ALIASES.get(key, key) if key is not None else None
-    if key in _scores.names():
-        return NativeScore(model, key, **kwargs)
     from .posthoc import DETECTORS
 
-    if key in DETECTORS:
-        return DETECTORS[key](model, **kwargs)
-    raise InputError(
-        f"unknown score {name!r}; valid scores: {', '.join(_scores.names())} (msp = mps); "
-        f"post-hoc: {', '.join(n for n in scorer_names() if n not in _scores.names())}"
-    )
+    key = resolve_name("score", name, scorer_names(), _scores.ALIASES)
+    if key in _scores.names():
+        return NativeScore(model, key, **kwargs)
+    return DETECTORS[key](model, **kwargs)
 
 
 def load_scorer(path: str | os.PathLike[str], model: nn.Module) -> Scorer:

@@ -50,9 +50,6 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-#: below this many validation images, thresholds and temperatures are noisy: a warning says so
-MIN_VAL_IMAGES = 100
-
 CHECKPOINT_NAME = "checkpoint.safetensors"
 _LOG_FIELDS = (
     "epoch",
@@ -162,16 +159,6 @@ def load_bundle(cfg: TrainConfig) -> Any:
         download=cfg.download,
         **extra,
     )
-    n_val = len(bundle.val) if bundle.val is not None else 0
-    if 0 < n_val < MIN_VAL_IMAGES:
-        log.warning(
-            "the validation split holds only %d images (val_split %g): the OOD threshold and "
-            "the temperature fitted on it rest on a few scores (at TPR 95%%, the lowest %d); "
-            "use more images or a larger --val-split",
-            n_val,
-            cfg.val_split,
-            max(1, n_val - math.ceil(0.95 * n_val)),
-        )
     return apply_normalization(bundle, cfg.normalize)
 
 
