@@ -13,7 +13,7 @@ from __future__ import annotations
 import logging
 
 from . import calibration, data, engine, finetune, interop, metrics, models, posthoc, scores
-from .compare import compare
+from .comparison import compare
 from .compat import (
     DisMaxLossFirstPart,
     DisMaxLossSecondPart,
