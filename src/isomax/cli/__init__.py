@@ -67,6 +67,8 @@ CLI_WORDS = (
         "does not record its model configuration; make the detector with `isomax calibrate`",
     ),
     ("on_error='skip'", "--on-error skip"),
+    ("replace it with overwrite=True", "replace it with --overwrite"),
+    ("choose another output_dir", "choose another --output-dir"),
 )
 
 

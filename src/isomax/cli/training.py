@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import time
 from pathlib import Path
 from typing import Any
 
@@ -48,11 +47,9 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 def cmd_finetune(args: argparse.Namespace) -> int:
     from ..checkpoint_eval import dataset_of
-    from ..engine import evaluate, load_config, resolve_device, train
-    from ..engine.trainer import TrainData, load_bundle
-    from ..methods import get_method
+    from ..engine import load_config
+    from ..finetune_runs import finetune_runs
     from ..models.pretrained import load_weights
-    from ..report import finetune_table, write_json
 
     if bool(args.checkpoint) == bool(args.pretrained):
         raise InputError("give exactly one source: --pretrained FILE or --checkpoint PATH")
@@ -73,58 +70,25 @@ def cmd_finetune(args: argparse.Namespace) -> int:
         overrides["dataset"] = dataset_of(source, source_cfg, None)
     overrides.setdefault("loss", "isomaxplus")
     cfg = load_config(args.config, preset="finetune", overrides=overrides)
-    out = ensure_writable(args.output_dir)
-    device = resolve_device(cfg.device)
-    bundle = load_bundle(cfg)
-    data = TrainData.from_bundle(bundle)  # decoded once for every run
-    runs = [(cfg.loss, out)]
-    if args.baseline and cfg.loss != "softmax":
-        runs.append(("softmax", out / "baseline-softmax"))
-    ood = None
-    if args.ood:
-        from ..ood_sets import evaluation_datasets
 
-        ood = evaluation_datasets(bundle, args.ood, cfg.data_root, max_samples=args.max_ood)
-    results: dict[str, Any] = {}
-    for loss, folder in runs:
-        run_cfg = cfg.replace(loss=loss, output_dir=str(ensure_writable(folder)))
-        t0 = time.perf_counter()
-        try:
-            result = train(
-                run_cfg,
-                bundle=bundle,
-                data=data,
-                on_epoch=_epoch_printer(loss, cfg),
-                overwrite=args.overwrite,
-            )
-        except FileExistsError:  # the trainer's wording names train's --resume
-            raise FileExistsError(
-                f"{folder} already holds a run: replace it with --overwrite, or choose another "
-                "--output-dir"
-            ) from None
-        print(f"{loss}: checkpoint {result.checkpoint} ({time.perf_counter() - t0:.0f}s)")
-        if ood is None:
-            continue
-        names = list(get_method(loss).scores)
-        if loss == "softmax":
-            names += [s for s in ("energy", "max_logit") if s not in names]
-        detectors = {}
-        if args.posthoc:
-            from ..posthoc_fit import fit_posthoc
+    def on_run(loss: str, checkpoint: Path, seconds: float) -> None:
+        print(f"{loss}: checkpoint {checkpoint} ({seconds:.0f}s)")
 
-            detectors = fit_posthoc(result.model, args.posthoc, bundle.train, 512)
-        evaluation = evaluate(
-            result.model, bundle.test, ood, names, device=device, detectors=detectors
-        )
-        write_json(folder / "evaluation.json", evaluation.to_dict())
-        results[loss] = evaluation
-    if results:
-        table = finetune_table(results, weights.model, str(source))
-        (out / "finetune.md").write_text(table + "\n")
-        write_json(out / "finetune.json", {k: v.to_dict() for k, v in results.items()})
+    done = finetune_runs(
+        cfg.replace(output_dir=str(args.output_dir)),
+        baseline=args.baseline,
+        ood=args.ood or (),
+        max_ood_samples=args.max_ood,
+        posthoc=args.posthoc or (),
+        overwrite=args.overwrite,
+        source=str(source),
+        on_epoch=lambda loss: _epoch_printer(loss, cfg),
+        on_run=on_run,
+    )
+    if done.table is not None:
         print()
-        print(table)
-        print(f"\nwritten: {out / 'finetune.md'}, {out / 'finetune.json'}")
+        print(done.table)
+        print(f"\nwritten: {done.files[0]}, {done.files[1]}")
     return 0
 
 
