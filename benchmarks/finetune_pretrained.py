@@ -33,9 +33,9 @@ POSTHOC = ("knn", "mahalanobis", "vim", "react")
 
 
 def run_one(args, net: str, loss: str, seed: int, data, bundle, ood, out: Path) -> None:
-    from isomax.compare import fit_posthoc
     from isomax.engine import evaluate, load_config, train
     from isomax.methods import get_method
+    from isomax.posthoc_fit import fit_posthoc
 
     weights = next((SHARED / "pretrained" / "cifar10_resnets").glob(f"{net}-*.th"))
     overrides = {
@@ -277,9 +277,9 @@ def main() -> None:
 
     import torch
 
-    from isomax.compare import evaluation_datasets
     from isomax.engine import TrainConfig
     from isomax.engine.trainer import TrainData, load_bundle
+    from isomax.ood_sets import evaluation_datasets
 
     torch.set_num_threads(2)
     t0 = time.perf_counter()

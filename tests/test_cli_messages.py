@@ -1,5 +1,5 @@
 """The command line speaks command-line words, refuses `folder:` without a path, prints one
-line per epoch without a terminal and sizes its thread pool to the cores that are free."""
+line per epoch without a terminal (thread sizing: tests/test_threads.py)."""
 
 from __future__ import annotations
 
@@ -8,10 +8,9 @@ import subprocess
 import sys
 
 import pytest
-import torch
 
 from isomax import cli
-from isomax.cli import main
+from isomax.cli import main, training
 
 
 def test_missing_dataset_names_the_download_option_not_a_python_argument(tmp_path, capsys):
@@ -102,7 +101,7 @@ def test_one_line_per_epoch_without_a_terminal(tmp_path):
 def test_quiet_and_terminal_runs_print_no_epoch_lines(monkeypatch):
     seen = []
     monkeypatch.setattr(cli, "_epoch_lines", lambda terminal, verbose=False: seen.append(terminal))
-    monkeypatch.setattr(cli, "cmd_train", lambda args: 0)
+    monkeypatch.setattr(training, "cmd_train", lambda args: 0)
     assert main(["train", "-q"]) == 0 and seen == []
     assert main(["train"]) == 0 and seen == [False]  # pytest's stderr is not a terminal
 
@@ -123,25 +122,3 @@ def test_epoch_lines_handler_keeps_warnings_and_goes_away_on_a_terminal(capsys):
     finally:
         cli._epoch_lines(terminal=True)
         log.setLevel(logging.NOTSET)
-
-
-@pytest.mark.parametrize(
-    ("cores", "load", "expected"), [(2, 0.0, 2), (2, 0.6, 1), (2, 6.5, 1), (8, 3.2, 5)]
-)
-def test_threads_follow_the_free_cores(monkeypatch, cores, load, expected):
-    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
-    monkeypatch.setattr(cli.os, "sched_getaffinity", lambda pid: set(range(cores)), raising=False)
-    monkeypatch.setattr(cli.os, "getloadavg", lambda: (load, load, load))
-    assert cli.free_cores() == expected
-    before = torch.get_num_threads()
-    try:
-        assert cli._size_threads() == expected
-        assert torch.get_num_threads() == expected
-    finally:
-        torch.set_num_threads(before)
-
-
-def test_omp_num_threads_wins(monkeypatch):
-    monkeypatch.setenv("OMP_NUM_THREADS", "3")
-    monkeypatch.setattr(cli.os, "getloadavg", lambda: (9.0, 9.0, 9.0))
-    assert cli.free_cores() == 3

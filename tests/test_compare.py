@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from isomax.compare import compare
+from isomax.comparison import compare
 
 
 def test_compare_refuses_to_reuse_runs_made_with_other_settings(tmp_path):

@@ -9,9 +9,10 @@ import os
 import numpy as np
 import pytest
 
-from isomax.compare import compare, evaluation_datasets, ood_fingerprint
+from isomax.comparison import compare
 from isomax.data import get_dataset
 from isomax.data.errors import CorruptImageError
+from isomax.ood_sets import evaluation_datasets, ood_fingerprint
 
 Image = pytest.importorskip("PIL.Image")
 
@@ -97,13 +98,13 @@ def test_resized_ood_set_is_logged_once_with_the_sizes(tmp_path, caplog):
     folder = tmp_path / "big"
     _images(folder, 4, seed=0, size=20)
     bundle = get_dataset("digits")
-    with caplog.at_level(logging.WARNING, logger="isomax.compare"):
+    with caplog.at_level(logging.WARNING, logger="isomax.ood_sets"):
         evaluation_datasets(bundle, [f"folder:{folder}", "digits-5to9", "photos"])
     msgs = [r.getMessage() for r in caplog.records if "resized" in r.getMessage()]
     assert msgs == ["OOD set folder:big: images of 20x20 pixels (first 4 files) are resized to 8x8"]
     caplog.clear()
     fashion = get_dataset("fashion-mnist-small")
-    with caplog.at_level(logging.WARNING, logger="isomax.compare"):
+    with caplog.at_level(logging.WARNING, logger="isomax.ood_sets"):
         evaluation_datasets(fashion, ["digits", "gaussian"])
     msgs = [r.getMessage() for r in caplog.records if "resized" in r.getMessage()]
     assert msgs == ["OOD set digits: its 8x8 images are resized to 14x14"]

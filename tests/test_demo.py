@@ -8,7 +8,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+import isomax
 from isomax import cli
+from isomax.cli.comparison import DEMO
 from isomax.data import get_dataset, get_ood_dataset
 from isomax.data.embedded import FASHION_FILE
 
@@ -17,13 +19,13 @@ try:
 except ModuleNotFoundError:  # Python 3.10
     import tomli as tomllib
 
-FILES = Path(cli.__file__).parent / "data" / "files"
+FILES = Path(isomax.__file__).parent / "data" / "files"
 
 
 def test_demo_design_uses_shipped_data_four_losses_and_three_seeds():
-    assert cli.DEMO["dataset"] == "fashion-mnist-small"
-    assert cli.DEMO["seeds"] >= 3
-    assert "digits" in cli.DEMO["ood"]
+    assert DEMO["dataset"] == "fashion-mnist-small"
+    assert DEMO["seeds"] >= 3
+    assert "digits" in DEMO["ood"]
 
 
 def test_shipped_subset_is_small_balanced_licensed_and_packaged():
@@ -37,7 +39,7 @@ def test_shipped_subset_is_small_balanced_licensed_and_packaged():
         assert list(d["class_names"])[:2] == ["T-shirt/top", "Trouser"]
     licence = (FILES / "LICENSE-fashion-mnist.txt").read_text()
     assert "MIT License" in licence and "Zalando SE" in licence
-    pyproject = tomllib.loads((Path(cli.__file__).parents[2] / "pyproject.toml").read_text())
+    pyproject = tomllib.loads((Path(isomax.__file__).parents[2] / "pyproject.toml").read_text())
     patterns = pyproject["tool"]["setuptools"]["package-data"]["isomax.data"]
     assert "files/*.npz" in patterns and "files/*.txt" in patterns
 
@@ -55,9 +57,9 @@ def test_bundle_splits_and_the_digits_ood_set():
 
 @pytest.mark.slow
 def test_demo_prints_the_table_and_the_verdict(tmp_path, monkeypatch, capsys):
-    monkeypatch.setitem(cli.DEMO, "epochs", 1)
-    monkeypatch.setitem(cli.DEMO, "seeds", 2)
-    monkeypatch.setitem(cli.DEMO, "ood", ["digits", "gaussian"])
+    monkeypatch.setitem(DEMO, "epochs", 1)
+    monkeypatch.setitem(DEMO, "seeds", 2)
+    monkeypatch.setitem(DEMO, "ood", ["digits", "gaussian"])
     assert cli.main(["demo", "--output-dir", str(tmp_path), "--no-figures"]) == 0
     out = capsys.readouterr().out
     assert "Fashion-MNIST" in out and "All values in %" in out
@@ -71,16 +73,16 @@ def test_demo_prints_the_table_and_the_verdict(tmp_path, monkeypatch, capsys):
 def test_isomax_is_ahead_of_softmax_on_the_demo_data(tmp_path):
     """The demo's claim, measured again: over 3 seeds IsoMax (ES) rejects far more of the
     handwritten digits than SoftMax (MPS) at TPR 95%, by more than the spread over seeds."""
-    from isomax.compare import compare
+    from isomax.comparison import compare
 
     result = compare(
-        dataset=cli.DEMO["dataset"],
-        model=cli.DEMO["model"],
+        dataset=DEMO["dataset"],
+        model=DEMO["model"],
         losses=["softmax", "isomax"],
         seeds=3,
         ood=["digits"],
         output_dir=tmp_path,
-        overrides={"epochs": cli.DEMO["epochs"], "device": "cpu"},
+        overrides={"epochs": DEMO["epochs"], "device": "cpu"},
         figures=False,
     )
     ood = result.aggregate["ood"]

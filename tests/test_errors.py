@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 import isomax.cli as cli
+from isomax.cli import listing
 from isomax.data.errors import ChecksumError, CorruptImageError, DownloadError
 from isomax.engine import NonFiniteLossError
 from isomax.engine.checkpoint import RunFolderLockedError
@@ -19,7 +20,7 @@ def _run_list_raising(monkeypatch, capsys, exc: BaseException) -> tuple[int, str
     def broken(args):
         raise exc
 
-    monkeypatch.setattr(cli, "cmd_list", broken)
+    monkeypatch.setattr(listing, "cmd_list", broken)
     code = cli.main(["list"])
     return code, capsys.readouterr().err
 

@@ -160,8 +160,8 @@ def test_fit_posthoc_decodes_image_files_once_for_every_detector(tmp_path, monke
     result as fitting each from a DataLoader over the dataset."""
     from PIL import Image as pil_image
 
-    from isomax.compare import fit_posthoc
     from isomax.data import get_dataset
+    from isomax.posthoc_fit import fit_posthoc
 
     _image_folder(tmp_path / "imgs")
     bundle = get_dataset(f"folder:{tmp_path / 'imgs'}", root=tmp_path / "cache", split_val=0.0)
@@ -187,7 +187,7 @@ def test_compare_decodes_the_training_images_once_for_every_run(tmp_path, monkey
     opened once in all (the split is decoded into memory before the runs)."""
     from PIL import Image as pil_image
 
-    from isomax.compare import compare
+    from isomax.comparison import compare
 
     _image_folder(tmp_path / "imgs")
     opened: list[str] = []

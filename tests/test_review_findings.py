@@ -1,5 +1,5 @@
 """Found by a new user's review of a fresh clone (2026-12-02): detect's output inside an input
-folder, a temperature fit that runs to its bound, spreadsheet formulas in the CSV, NaN means."""
+folder, a temperature fit that runs to its bound, NaN means (CSV formulas: test_predictions.py)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import pytest
 import torch
 from PIL import Image
 
-from isomax.cli import _csv_cell, main
+from isomax.cli import main
 from isomax.detector import OODDetector
 from isomax.engine.config import normalization
 
@@ -44,12 +44,6 @@ def test_a_temperature_fit_at_its_bound_keeps_the_temperature(caplog) -> None:
     assert "ran to the bound" in caplog.text
     scores = det.predict(x).scores
     assert len(torch.unique(scores)) > 1  # not collapsed to one tied value
-
-
-def test_csv_cells_that_look_like_formulas_are_quoted() -> None:
-    assert _csv_cell("=cmd|calc!A1") == "'=cmd|calc!A1"
-    assert _csv_cell("+1") == "'+1" and _csv_cell("@x") == "'@x" and _csv_cell("-2") == "'-2"
-    assert _csv_cell("airplane") == "airplane"
 
 
 @pytest.mark.parametrize("spec", ["nan,0,0/1,1,1", "inf,0,0/1,1,1", "0,0,0/1,nan,1"])

@@ -24,7 +24,7 @@ from . import (
     scores,
     scoring,
 )
-from .compare import compare
+from .comparison import compare
 from .compat import (
     DisMaxLossFirstPart,
     DisMaxLossSecondPart,

@@ -19,6 +19,7 @@ __all__ = [
     "RunResult",
     "aggregate",
     "evaluation_markdown",
+    "finetune_table",
     "flat_rows",
     "markdown_table",
     "write_csv",
@@ -468,3 +469,30 @@ def evaluation_markdown(evaluation: Any) -> str:
             "",
         ]
     )
+
+
+def finetune_table(results: Mapping[str, Any], model: str, source: str) -> str:
+    """One Markdown table of fine-tuned runs (``{loss: Evaluation}``, all on the same OOD
+    sets): every run and score, accuracy and TNR@TPR95 / AUROC per OOD set and their mean."""
+
+    def pct(x: float) -> str:
+        return f"{100 * x:.1f}"
+
+    first = next(iter(results.values()))
+    sets = [*first.ood, "mean"]
+    lines = [
+        f"Fine-tuned from {source} ({model}). Values in %. TNR@TPR95: ID positive (IsoMax "
+        "papers); AUROC: ID positive.",
+        "",
+        "| run | score | accuracy | " + " | ".join(f"{n} TNR@95 / AUROC" for n in sets) + " |",
+        "|---|---|---|" + "---|" * len(sets),
+    ]
+    for loss, ev in results.items():
+        for score in ev.mean:
+            cells = []
+            for name in sets:
+                v = ev.mean[score] if name == "mean" else ev.ood[name][score]
+                cells.append(f"{pct(v['tnr_at_tpr95'])} / {pct(v['auroc'])}")
+            acc = pct(ev.id_metrics["accuracy"])
+            lines.append(f"| {loss} | {score} | {acc} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)

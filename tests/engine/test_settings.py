@@ -7,8 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from isomax.cli import _overrides, build_parser
-from isomax.compare import _FREE_SETTINGS
+from isomax.cli import build_parser
+from isomax.cli.options import _overrides
+from isomax.comparison import _FREE_SETTINGS
 from isomax.engine.config import ROLES, TrainConfig, load_config, settings_with_role
 from isomax.engine.trainer import RESUME_KEYS
 

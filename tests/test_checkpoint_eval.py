@@ -1,0 +1,60 @@
+"""A saved checkpoint evaluated or calibrated as a library call (what ``isomax evaluate`` and
+``isomax calibrate`` run), and the rule that names its ID dataset."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from isomax.checkpoint_eval import (
+    calibrate_checkpoint,
+    dataset_of,
+    evaluate_checkpoint,
+    load_for_evaluation,
+)
+from isomax.errors import InputError
+
+
+def test_dataset_of_takes_the_given_name_or_a_registry_name_never_a_location() -> None:
+    assert dataset_of("c.safetensors", {"dataset": "folder:/proc"}, "digits") == "digits"
+    assert dataset_of("c.safetensors", {"dataset": "Digits"}, None) == "Digits"
+    with pytest.raises(InputError, match=r"a data location: .* pass --dataset folder:/proc"):
+        dataset_of("c.safetensors", {"dataset": "folder:/proc"}, None)
+
+
+def test_load_for_evaluation_refuses_a_dataset_with_other_classes(ckpt) -> None:
+    loaded = load_for_evaluation(ckpt, "cpu")
+    assert loaded.bundle.num_classes == loaded.meta["num_classes"] == 10
+    with pytest.raises(InputError, match="has 5 classes but the checkpoint was trained on 10"):
+        load_for_evaluation(ckpt, "cpu", dataset="digits-0to4")
+
+
+def test_evaluate_checkpoint_writes_what_it_returns(ckpt, tmp_path) -> None:
+    result = evaluate_checkpoint(
+        ckpt, ["gaussian"], output_dir=tmp_path / "ev", save_scores=True, device="cpu"
+    )
+    assert result.recommended_score == "mds"  # IsoMax+
+    assert result.files == [
+        "evaluation.json",
+        "evaluation.csv",
+        "evaluation.md",
+        "scores.safetensors",
+    ]
+    assert all((tmp_path / "ev" / f).exists() for f in result.files)
+    saved = json.loads((tmp_path / "ev" / "evaluation.json").read_text())
+    assert saved == json.loads(json.dumps(result.evaluation.to_dict()))
+    assert set(result.scores) == set(saved["mean"]) and result.skipped == {}
+
+
+def test_evaluate_checkpoint_checks_score_names_before_writing(ckpt, tmp_path) -> None:
+    with pytest.raises(InputError, match="unknown score 'nope'"):
+        evaluate_checkpoint(ckpt, ["gaussian"], output_dir=tmp_path / "ev", scores=["nope"])
+    assert not (tmp_path / "ev").exists()
+
+
+def test_calibrate_checkpoint_returns_a_detector_that_loads_without_the_model(ckpt) -> None:
+    detector = calibrate_checkpoint(ckpt, objective=None, tpr=0.9, device="cpu")
+    assert detector.temperature == 1.0
+    assert detector.metadata["num_classes"] == 10 and "config" in detector.metadata
+    assert tuple(detector.metadata["input_shape"]) == (1, 8, 8)
