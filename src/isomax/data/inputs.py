@@ -64,6 +64,7 @@ def iter_image_batches(
         raise InputError(f"on_error must be 'skip' or 'raise', got {on_error!r}")
     channels, h, w = (int(v) for v in input_shape)
     files = image_files(paths)
+    resized: dict[tuple[int, int], int] = {}
     for start in range(0, len(files), batch_size):
         images, kept, skipped = [], [], []
         for f in files[start : start + batch_size]:
@@ -75,10 +76,23 @@ def iter_image_batches(
                 log.warning("skipping unreadable image %s", f)
                 skipped.append(str(f))
                 continue
+            size = (int(raw.shape[-2]), int(raw.shape[-1]))
+            if size != (h, w):
+                resized[size] = resized.get(size, 0) + 1
             images.append(normalize(fit_image(raw, (h, w), channels), mean, std))
             kept.append(str(f))
         x = torch.stack(images) if images else torch.empty(0, channels, h, w)
         yield x, kept, skipped
+    if resized:
+        sizes = ", ".join(f"{n} of {a}x{b}" for (a, b), n in sorted(resized.items()))
+        log.warning(
+            "%d of %d images were resized to the model's input size %dx%d (%s)",
+            sum(resized.values()),
+            len(files),
+            h,
+            w,
+            sizes,
+        )
 
 
 def load_images(
