@@ -49,3 +49,11 @@ def test_finetune_runs_with_baseline_write_checkpoints_and_one_table(ckpt, tmp_p
     assert set(saved) == {"isomax", "softmax"} and set(saved["softmax"]["ood"]) == {"gaussian"}
     with pytest.raises(FileExistsError, match="already holds a run: replace it with overwrite"):
         finetune_runs(cfg)
+    # posthoc names are checked before training: a typo costs no run
+    with pytest.raises(ValueError, match="unknown post-hoc detector 'knnn'"):
+        finetune_runs(cfg.replace(output_dir=str(tmp_path / "typo")), posthoc=["knnn"])
+    assert not (tmp_path / "typo").exists()
+    # overwriting without a baseline removes the earlier run's baseline, not leaving it as ours
+    finetune_runs(cfg, overwrite=True)
+    assert not (tmp_path / "ft" / "baseline-softmax").exists()
+    assert (tmp_path / "ft" / "checkpoint.safetensors").is_file()

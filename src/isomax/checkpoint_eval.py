@@ -132,14 +132,15 @@ def evaluate_checkpoint(
     from .methods import get_method
     from .ood_sets import evaluation_datasets, skipped_files
     from .outputs import ensure_writable
-    from .posthoc_fit import fit_posthoc
+    from .posthoc_fit import check_posthoc_names, fit_posthoc
     from .report import evaluation_markdown, write_csv, write_json
 
+    posthoc = check_posthoc_names(posthoc)  # names first: a typo costs no work
+    for s in scores or ():
+        score_mod.resolve(s)
     loaded = load_for_evaluation(checkpoint, device, data_root, dataset)
     method = get_method(loaded.meta["config"]["loss"])
-    names = list(scores or method.scores)
-    for s in names:
-        score_mod.get(s)
+    names = [score_mod.resolve(s) for s in scores or method.scores]
     out = ensure_writable(output_dir or Path(checkpoint).parent / "evaluation")
     bundle = loaded.bundle
     ood_sets = evaluation_datasets(

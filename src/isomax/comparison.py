@@ -178,7 +178,7 @@ def compare(
     if not ood:
         raise InputError("ood is empty: name at least one OOD set")
     check_ood_names(ood)  # a malformed path fails before any data is loaded
-    check_posthoc_names(posthoc)
+    posthoc = check_posthoc_names(posthoc)
     out = Path(output_dir)
     out.mkdir(parents=True, exist_ok=True)
     if not os.access(out, os.W_OK):

@@ -72,7 +72,7 @@ def _check_detector(path: str | os.PathLike[str], meta: dict[str, Any], tensors:
     if not is_number(t) or not t > 0:
         raise field_error(path, "temperature", "a finite number > 0", t)
     th = meta["threshold"]
-    if not (th is None or is_number(th) or th in _NON_FINITE):
+    if not (th is None or is_number(th) or th in ("inf", "-inf")):
         raise field_error(path, "threshold", 'a number, "inf", "-inf" or null', th)
     tpr = meta.get("tpr")
     if tpr is not None and not (is_number(tpr) and 0 < tpr <= 1):

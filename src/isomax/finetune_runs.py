@@ -3,7 +3,9 @@ same weights, each an ordinary checkpoint, evaluated against the same OOD sets i
 
 from __future__ import annotations
 
+import logging
 import os
+import shutil
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -11,6 +13,8 @@ from pathlib import Path
 from typing import Any
 
 __all__ = ["FinetuneRuns", "finetune_runs", "finetune_scores"]
+
+log = logging.getLogger(__name__)
 
 
 def finetune_scores(loss: str) -> list[str]:
@@ -58,9 +62,10 @@ def finetune_runs(
     from .engine.trainer import TrainData, load_bundle
     from .ood_sets import evaluation_datasets
     from .outputs import ensure_writable
-    from .posthoc_fit import fit_posthoc
+    from .posthoc_fit import check_posthoc_names, fit_posthoc
     from .report import finetune_table, write_json
 
+    posthoc = check_posthoc_names(posthoc)  # before any training: a typo costs nothing
     out = ensure_writable(cfg.output_dir)
     device = resolve_device(cfg.device)
     bundle = load_bundle(cfg)
@@ -68,6 +73,10 @@ def finetune_runs(
     runs = [(cfg.loss, out)]
     if baseline and cfg.loss != "softmax":
         runs.append(("softmax", out / "baseline-softmax"))
+    elif overwrite and (out / "baseline-softmax" / "checkpoint.safetensors").is_file():
+        # the folder is being replaced: a baseline of an earlier run would read as this one's
+        shutil.rmtree(out / "baseline-softmax")
+        log.info("removed %s (a baseline of the run this one replaces)", out / "baseline-softmax")
     ood_sets = None
     if ood:
         ood_sets = evaluation_datasets(bundle, ood, cfg.data_root, max_samples=max_ood_samples)

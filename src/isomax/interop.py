@@ -27,6 +27,7 @@ from torch import Tensor, nn
 
 from . import scores as _scores
 from ._checks import check_positive
+from ._names import find_name
 from .errors import InputError
 from .io import atomic_write_bytes
 from .scoring import NativeScore, Scorer
@@ -275,6 +276,18 @@ def _names(value: Sequence[str] | str, arg: str) -> list[str]:
     return names
 
 
+def match_ood_sets(names: Sequence[str], labels: Sequence[str], arg: str) -> list[str]:
+    """The evaluation's OOD set labels that ``names`` spell (:func:`isomax._names.fold`)."""
+    found = [find_name(n, labels) for n in names]
+    unknown = [n for n, f in zip(names, found, strict=True) if f is None]
+    if unknown:
+        raise InputError(
+            f"{arg}: unknown OOD set(s) {', '.join(map(repr, unknown))}; the evaluation "
+            f"has {', '.join(map(repr, labels))}"
+        )
+    return [f for f in found if f is not None]
+
+
 def to_openood_csv(
     evaluation: Any,
     path: str | os.PathLike[str],
@@ -318,15 +331,12 @@ def to_openood_csv(
             f"accuracy must be a fraction in [0, 1] (from the evaluation's ID metrics or the "
             f"accuracy argument), got {acc!r}"
         )
-    near_names = _names(near, "near")
-    far_names = [n for n in ood if n not in near_names] if far is None else _names(far, "far")
-    for arg, names in (("near", near_names), ("far", far_names)):
-        unknown = [n for n in names if n not in ood]
-        if unknown:
-            raise InputError(
-                f"{arg}: unknown OOD set(s) {', '.join(map(repr, unknown))}; the evaluation "
-                f"has {', '.join(map(repr, ood))}"
-            )
+    near_names = match_ood_sets(_names(near, "near"), list(ood), "near")
+    far_names = (
+        [n for n in ood if n not in near_names]
+        if far is None
+        else match_ood_sets(_names(far, "far"), list(ood), "far")
+    )
     both = [n for n in near_names if n in far_names]
     if both:
         raise InputError(f"OOD set(s) {', '.join(map(repr, both))} are both in near and far")

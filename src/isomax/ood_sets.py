@@ -145,7 +145,9 @@ def ood_label(name: str) -> str:
     """A short table label for an OOD set: the registry name, or a path's last component."""
     prefix, path = ("folder:", name[7:]) if name.startswith("folder:") else ("", name)
     if "/" not in path and "\\" not in path:
-        return name
+        from .data.registry import canonical_ood_name
+
+        return canonical_ood_name(name) or name
     base = Path(path.rstrip("/\\")).name
     for suffix in (".tar.gz", ".tar.xz", ".tar.bz2", ".tgz", ".tar", ".zip"):
         if base.lower().endswith(suffix):

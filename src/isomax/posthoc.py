@@ -500,6 +500,9 @@ class KNNDetector(PosthocDetector):
         self._after_load()
 
     def _after_load(self) -> None:
+        n = 0 if self.bank is None else int(self.bank.shape[0])
+        if self.k > n:  # a saved file edited by hand
+            raise InputError(f"k={self.k} exceeds the {n} fit samples of the bank; use k <= {n}")
         if self.backend == "faiss":
             import faiss
 
@@ -773,6 +776,12 @@ def fit_detectors(
                 continue
             for group, device in zip(groups, devices, strict=True):
                 f = group[0]._features(x.to(device))
+                if not bool(torch.isfinite(f).all()):
+                    raise InputError(
+                        f"model.features(x) holds NaN or inf for the fit data (inputs {n} to "
+                        f"{n + x.shape[0] - 1}): {type(group[0]).__name__} would be fitted to NaN;"
+                        " check those inputs"
+                    )
                 for det in group:
                     det.in_features = group[0].in_features
                     y = labels if det.requires_labels else None

@@ -6,8 +6,8 @@ from collections.abc import Sequence
 from typing import Any
 
 from . import scores as _scores
+from ._names import find_name, unknown_name
 from .decoded import fit_batches
-from .errors import InputError
 
 __all__ = ["check_posthoc_names", "fit_posthoc", "posthoc_detector_names"]
 
@@ -19,12 +19,17 @@ def posthoc_detector_names() -> list[str]:
     return [n for n in posthoc_names() if n not in _scores.names()]
 
 
-def check_posthoc_names(names: Sequence[str]) -> None:
-    """Validate post-hoc detector names (``energy`` is already a logit score)."""
+def check_posthoc_names(names: Sequence[str]) -> list[str]:
+    """The registered names of post-hoc detectors given in any spelling (``KNN`` = ``knn``);
+    ``energy`` is refused here because it is already a logit score."""
     valid = posthoc_detector_names()
+    out = []
     for name in names:
-        if name not in valid:
-            raise InputError(f"unknown post-hoc detector {name!r}; valid: {', '.join(valid)}")
+        found = find_name(name, valid)
+        if found is None:
+            raise unknown_name("post-hoc detector", name, valid)
+        out.append(found)
+    return out
 
 
 def fit_posthoc(
@@ -33,7 +38,7 @@ def fit_posthoc(
     """Post-hoc detectors fitted on ID data (the training split; never the test split)."""
     from .posthoc import fit_detectors, get_detector
 
-    check_posthoc_names(names)
+    names = check_posthoc_names(names)
     if not names:
         return {}
     detectors = {name: get_detector(name, model) for name in names}

@@ -30,7 +30,11 @@ def _print_eval(evaluation: Any, scores: Sequence[str]) -> None:
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
     from ..checkpoint_eval import evaluate_checkpoint
+    from ..interop import match_ood_sets
+    from ..ood_sets import ood_label
 
+    if args.near:  # checked before any work: a typo must not cost an evaluation
+        match_ood_sets(args.near, [ood_label(n) for n in args.ood], "near")
     result = evaluate_checkpoint(
         args.checkpoint,
         args.ood,

@@ -408,6 +408,11 @@ def ood_files_dataset(
     )
 
 
+def canonical_ood_name(name: str) -> str | None:
+    """The registered name an OOD set ``name`` spells (an OOD set or an ID dataset), or None."""
+    return find_name(name, _OOD_DATASETS, _ALIASES) or find_name(name, _DATASETS, _ALIASES)
+
+
 def get_ood_dataset(
     name: str,
     like: DatasetBundle,

@@ -9,7 +9,7 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from .._names import resolve_name
+from .._names import find_name, resolve_name
 from ..errors import InputError
 
 __all__ = [
@@ -356,7 +356,21 @@ def load_config(
     values["preset"] = name
     values.update(file_values)
     values.update(overrides)
+    values["preset"] = name
+    _canonical_names(values)
     return TrainConfig.from_dict(values)
+
+
+def _canonical_names(values: dict[str, Any]) -> None:
+    """Loss and model under their registered names (``IsoMax+`` -> ``isomaxplus``), so that a
+    checkpoint, a resumed run and a reused comparison compare names, not spellings."""
+    from ..methods import get_method
+    from ..models import list_models
+
+    if isinstance(values.get("loss"), str):
+        values["loss"] = get_method(values["loss"]).name
+    if isinstance(values.get("model"), str):
+        values["model"] = find_name(values["model"], list_models()) or values["model"]
 
 
 def settings_with_role(role: str) -> tuple[str, ...]:
