@@ -95,3 +95,26 @@ def test_detector_file_with_a_nan_threshold_is_refused(tmp_path, detector_file) 
     with pytest.raises(MetadataError, match="threshold"):
         OODDetector.load(bad, model)
     assert json.dumps(meta)  # the original file's metadata is plain JSON
+
+
+def test_mahalanobis_refuses_labels_beyond_the_heads_classes() -> None:
+    with pytest.raises(ValueError, match=r"labels must lie in \[0, 2\], found 3"):
+        get_detector("mahalanobis", _Net()).fit(
+            [(torch.randn(6, 4), torch.tensor([0, 1, 2, 3, 0, 1]))]
+        )
+
+
+def test_score_detectors_wants_a_mapping() -> None:
+    from isomax.posthoc import score_detectors
+
+    with pytest.raises(TypeError, match="detectors must be a mapping of name -> detector"):
+        score_detectors([get_detector("knn", _Net())], torch.randn(2, 4))
+
+
+def test_adapter_takes_post_hoc_names_in_any_spelling() -> None:
+    from isomax.interop import PytorchOODDetector
+
+    net = _Net()
+    adapter = PytorchOODDetector(net, "KNN")
+    assert isinstance(adapter.scorer, KNNDetector) and adapter.score_name == "knn"
+    assert PytorchOODDetector(net, "MSP").score_name == "mps"

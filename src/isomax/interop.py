@@ -30,7 +30,7 @@ from ._checks import check_positive
 from ._names import find_name
 from .errors import InputError
 from .io import atomic_write_bytes
-from .scoring import NativeScore, Scorer
+from .scoring import NativeScore, Scorer, get_scorer
 
 __all__ = ["OPENOOD_COLUMNS", "PytorchOODDetector", "to_openood_csv"]
 
@@ -85,6 +85,11 @@ class _Adapter:
         self.scorer: Scorer | None
         #: the score of logits, for predict_logits (None for a post-hoc scorer)
         self.score_fn: Callable[..., Tensor] | None
+        if isinstance(score, str) and model is not None:
+            from .posthoc_fit import posthoc_detector_names
+
+            if find_name(score, posthoc_detector_names()) is not None:  # "knn": a post-hoc scorer
+                score = get_scorer(score, model)
         if isinstance(score, Scorer):
             if model is not None and model is not score.model:
                 raise InputError("the scorer scores another model than the model given")
@@ -96,7 +101,9 @@ class _Adapter:
             self.scorer = NativeScore(model, score, t) if model is not None else None
             self.score_fn = lambda logits, temperature=t: fn(logits, temperature=temperature)
             self.score_name = (
-                score.lower() if isinstance(score, str) else getattr(score, "__name__", "score")
+                _scores.resolve(score)
+                if isinstance(score, str)
+                else getattr(score, "__name__", "score")
             )
         else:
             raise TypeError(f"score must be a score name, a callable or a Scorer, got {score!r}")

@@ -739,6 +739,14 @@ def _by_model(detectors: Iterable[PosthocDetector]) -> list[list[PosthocDetector
     return list(groups.values())
 
 
+def _num_classes(model: nn.Module) -> int | None:
+    """The number of classes of the model's head (rows of its weight or prototypes), if known."""
+    try:
+        return int(_head_weights(model.head)[0].shape[0])
+    except TypeError:
+        return None
+
+
 def fit_detectors(
     detectors: Sequence[PosthocDetector],
     id_loader: Iterable[Any],
@@ -759,6 +767,7 @@ def fit_detectors(
         id_loader,
         "id_loader",
         labels=bool(labelled),
+        num_classes=_num_classes(labelled[0].model) if labelled else None,
         max_samples=max_samples,
         needed_by=type(labelled[0]).__name__ if labelled else "",
     )
@@ -803,6 +812,10 @@ def score_detectors(detectors: Mapping[str, PosthocDetector], x: Tensor) -> dict
     Detectors of the same model share one ``model.features(x)``; the results equal each
     detector's own :meth:`PosthocDetector.score`.
     """
+    if not isinstance(detectors, Mapping):
+        raise TypeError(
+            f"detectors must be a mapping of name -> detector, got {type(detectors).__name__}"
+        )
     out: dict[str, Tensor] = {}
     names = {id(d): name for name, d in detectors.items()}
     for group in _by_model(detectors.values()):
