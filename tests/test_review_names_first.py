@@ -118,3 +118,14 @@ def test_adapter_takes_post_hoc_names_in_any_spelling() -> None:
     adapter = PytorchOODDetector(net, "KNN")
     assert isinstance(adapter.scorer, KNNDetector) and adapter.score_name == "knn"
     assert PytorchOODDetector(net, "MSP").score_name == "mps"
+
+
+def test_calibrate_objective_any_case_and_a_clear_error() -> None:
+    from isomax.detector import OODDetector
+
+    g = torch.Generator().manual_seed(0)
+    data = [(torch.randn(40, 4, generator=g), torch.arange(40) % 3)]
+    det = OODDetector(_Net(), score="mps").fit(data, calibrate="NLL")
+    assert det.temperature > 0
+    with pytest.raises(ValueError, match="calibrate must be 'nll', 'ece' or None, got 'brier'"):
+        OODDetector(_Net(), score="mps").fit(data, calibrate="brier")

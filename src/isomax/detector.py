@@ -15,6 +15,7 @@ import torch
 from torch import Tensor, nn
 
 from ._checks import check_positive
+from ._names import find_name
 from .errors import InputError
 from .io import check_model_facts, field_error, is_number, load_file, require, save_file
 from .posthoc import posthoc_names
@@ -262,6 +263,11 @@ class OODDetector:
                 f"score {self.score_name!r} is a post-hoc detector: pass scorer_id_loader (ID "
                 "training data, not the validation data that sets the threshold)"
             )
+        if calibrate is not None:
+            objective = find_name(calibrate, ("nll", "ece"))
+            if objective is None:
+                raise InputError(f"calibrate must be 'nll', 'ece' or None, got {calibrate!r}")
+            calibrate = objective
         logits, labels, values = self._collect(id_loader)
         logits = logits / self._divisor  # = raw logits / T, whichever holds T
         if calibrate is not None:
