@@ -254,6 +254,26 @@ def brief(out: Path) -> str:
     return "\n".join(lines)
 
 
+def prepare(data_dir: Path, max_ood: int | None = None):
+    """(bundle, TrainData, OOD sets): CIFAR-10 JPEGs with ImageNet normalisation, decoded once,
+    and TinyImageNet (resized) and MNIST as the evaluation sees them."""
+    from isomax.engine import TrainConfig
+    from isomax.engine.trainer import TrainData, load_bundle
+    from isomax.ood_sets import evaluation_datasets
+
+    cfg = TrainConfig(
+        dataset=str(data_dir / "cifar10_jpg.tar.xz"), data_root=str(data_dir), normalize="imagenet"
+    )
+    bundle = load_bundle(cfg)
+    ood = evaluation_datasets(
+        bundle,
+        [str(data_dir / "tinyimagenet_val10k.tar.xz"), "mnist"],
+        str(data_dir),
+        max_samples=max_ood,
+    )
+    return bundle, TrainData.from_bundle(bundle), ood
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--nets", default="resnet20", help="resnet20,resnet32,resnet56")
@@ -277,25 +297,9 @@ def main() -> None:
 
     import torch
 
-    from isomax.engine import TrainConfig
-    from isomax.engine.trainer import TrainData, load_bundle
-    from isomax.ood_sets import evaluation_datasets
-
     torch.set_num_threads(2)
     t0 = time.perf_counter()
-    cfg = TrainConfig(
-        dataset=str(args.data / "cifar10_jpg.tar.xz"),
-        data_root=str(args.data),
-        normalize="imagenet",
-    )
-    bundle = load_bundle(cfg)
-    data = TrainData.from_bundle(bundle)
-    ood = evaluation_datasets(
-        bundle,
-        [str(args.data / "tinyimagenet_val10k.tar.xz"), "mnist"],
-        str(args.data),
-        max_samples=args.max_ood,
-    )
+    bundle, data, ood = prepare(args.data, args.max_ood)
     print(f"data ready in {time.perf_counter() - t0:.0f}s", flush=True)
     if args.diagnose:
         for net in args.nets.split(","):
