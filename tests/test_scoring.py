@@ -20,6 +20,7 @@ from isomax.scoring import (
     batches,
     get_scorer,
     load_scorer,
+    model_fingerprint,
     scorer_names,
     split_batch,
 )
@@ -157,6 +158,44 @@ def test_load_scorer_refuses_bad_files(tmp_path) -> None:
     isomax.OODDetector(model, "mds", threshold=0.0).save(bad)
     with pytest.raises(ValueError, match="expected a 'scorer'"):
         load_scorer(bad, model)
+
+
+def test_a_fitted_scorer_file_refuses_another_model(tmp_path) -> None:
+    model = trained()
+    path = get_scorer("knn", model, k=4).fit(loader(50, seed=2)).save(tmp_path / "k.safetensors")
+    assert load_scorer(path, trained()).is_fitted  # the same weights in another module: fine
+    other = trained()
+    with torch.no_grad():
+        next(other.parameters()).add_(1e-3)  # a fine-tuned model: same shapes, other weights
+    assert model_fingerprint(other) != model_fingerprint(model)
+    with pytest.raises(ValueError, match=r"fitted on another model .*check_model=False"):
+        load_scorer(path, other)
+    assert load_scorer(path, other, check_model=False).is_fitted
+    # a native score has nothing fitted: its file loads on any model
+    native = get_scorer("mds", model).save(tmp_path / "n.safetensors")
+    assert isinstance(load_scorer(native, other), NativeScore)
+    # files written before the fingerprint was recorded load unchecked; a bad one is refused
+    tensors, meta = load_file(path, "scorer")
+    meta = {k: v for k, v in meta.items() if k not in ("kind", "format_version")}
+    old = tmp_path / "old.safetensors"
+    save_file(old, tensors, {k: v for k, v in meta.items() if k != "model_fingerprint"}, "scorer")
+    assert load_scorer(old, other).is_fitted
+    save_file(old, tensors, {**meta, "model_fingerprint": 7}, "scorer")
+    with pytest.raises(MetadataError, match="model_fingerprint"):
+        load_scorer(old, model)
+
+
+def test_model_fingerprint_reads_names_shapes_and_values() -> None:
+    a, b = torch.nn.Linear(3, 2), torch.nn.Linear(3, 2)
+    b.load_state_dict(a.state_dict())
+    assert model_fingerprint(a) == model_fingerprint(b)
+    assert len(model_fingerprint(a)) == 64
+    c = torch.nn.Linear(2, 3)  # other shapes
+    with torch.no_grad():
+        c.weight.copy_(a.weight.t())
+        c.bias.zero_()
+    assert model_fingerprint(c) != model_fingerprint(a)
+    assert model_fingerprint(a.double()) != model_fingerprint(b)  # another dtype
 
 
 # ------------------------------------------------------------------ the one loader reader

@@ -27,6 +27,7 @@ iterable of tensors or ``(inputs, labels, ...)`` tuples.
 
 from __future__ import annotations
 
+import hashlib
 import inspect
 import os
 from abc import ABC, abstractmethod
@@ -50,6 +51,7 @@ __all__ = [
     "batches",
     "get_scorer",
     "load_scorer",
+    "model_fingerprint",
     "scorer_names",
     "split_batch",
 ]
@@ -255,6 +257,9 @@ class Scorer(ABC):
             )
         native = isinstance(self, NativeScore)
         meta = {"scorer": self.name, "native": native, "config": self.config()}
+        model = getattr(self, "model", None)
+        if not native and isinstance(model, nn.Module):
+            meta["model_fingerprint"] = model_fingerprint(model)
         return save_file(path, self.state_dict(), meta, _KIND)
 
 
@@ -358,8 +363,30 @@ def get_scorer(name: str, model: nn.Module, **kwargs: Any) -> Scorer:
     return DETECTORS[key](model, **kwargs)
 
 
-def load_scorer(path: str | os.PathLike[str], model: nn.Module) -> Scorer:
-    """Load a scorer written by :meth:`Scorer.save` for ``model`` (no code is executed)."""
+def model_fingerprint(model: nn.Module) -> str:
+    """SHA-256 of a model's weights and buffers (names, dtypes, shapes and values).
+
+    A fitted scorer's statistics describe the features of the model it was fitted on; its
+    file records this fingerprint so that :func:`load_scorer` can refuse another model.
+    """
+    digest = hashlib.sha256()
+    for name, tensor in sorted(model.state_dict().items()):
+        t = tensor.detach().to("cpu").contiguous().reshape(-1)
+        digest.update(f"{name}|{t.dtype}|{tuple(tensor.shape)};".encode())
+        digest.update(t.view(torch.uint8).numpy().tobytes())
+    return digest.hexdigest()
+
+
+def load_scorer(
+    path: str | os.PathLike[str], model: nn.Module, check_model: bool = True
+) -> Scorer:
+    """Load a scorer written by :meth:`Scorer.save` for ``model`` (no code is executed).
+
+    A fitted (post-hoc) scorer is refused on a model other than the one it was fitted on
+    (the file records :func:`model_fingerprint`): its statistics would describe another
+    model's features. ``check_model=False`` loads it anyway (e.g. the same weights in
+    another dtype). Files written before the fingerprint was recorded load unchecked.
+    """
     if not isinstance(model, nn.Module):
         raise TypeError(f"model must be an nn.Module, got {type(model).__name__}")
     tensors, meta = load_file(path, _KIND)
@@ -371,7 +398,20 @@ def load_scorer(path: str | os.PathLike[str], model: nn.Module) -> Scorer:
     native = meta.get("native")
     if native is not None and not isinstance(native, bool):
         raise field_error(path, "native", "true or false", native)
+    saved = meta.get("model_fingerprint")
+    if saved is not None and not isinstance(saved, str):
+        raise field_error(path, "model_fingerprint", "a SHA-256 hex digest", saved)
     scorer = build_scorer(path, meta["scorer"], model, meta["config"], native)
+    if check_model and saved is not None and not isinstance(scorer, NativeScore):
+        given = model_fingerprint(model)
+        if given != saved:
+            raise InputError(
+                f"{path}: this {meta['scorer']} scorer was fitted on another model (weights "
+                f"fingerprint {saved[:12]}), not the given {type(model).__name__} ({given[:12]}); "
+                "its fitted statistics describe that model's features. Fit it on this model "
+                "(get_scorer(name, model).fit(id_loader)), or pass check_model=False to load "
+                "it anyway"
+            )
     return scorer.load_state_dict(tensors)
 
 
