@@ -377,9 +377,7 @@ def model_fingerprint(model: nn.Module) -> str:
     return digest.hexdigest()
 
 
-def load_scorer(
-    path: str | os.PathLike[str], model: nn.Module, check_model: bool = True
-) -> Scorer:
+def load_scorer(path: str | os.PathLike[str], model: nn.Module, check_model: bool = True) -> Scorer:
     """Load a scorer written by :meth:`Scorer.save` for ``model`` (no code is executed).
 
     A fitted (post-hoc) scorer is refused on a model other than the one it was fitted on
