@@ -45,6 +45,26 @@ def test_evaluate_checkpoint_writes_what_it_returns(ckpt, tmp_path) -> None:
     saved = json.loads((tmp_path / "ev" / "evaluation.json").read_text())
     assert saved == json.loads(json.dumps(result.evaluation.to_dict()))
     assert set(result.scores) == set(saved["mean"]) and result.skipped == {}
+    assert result.replaced == []
+
+
+def test_evaluating_again_replaces_the_earlier_evaluation_whole_and_says_so(
+    ckpt, tmp_path, caplog
+) -> None:
+    out = tmp_path / "ev"
+    evaluate_checkpoint(ckpt, ["gaussian"], output_dir=out, save_scores=True, device="cpu")
+    with caplog.at_level("WARNING", logger="isomax.checkpoint_eval"):
+        again = evaluate_checkpoint(ckpt, ["uniform"], output_dir=out, device="cpu")
+    assert again.replaced == [
+        "evaluation.json",
+        "evaluation.csv",
+        "evaluation.md",
+        "scores.safetensors",
+    ]
+    assert "replaced an earlier evaluation" in caplog.text
+    # the scores of the first evaluation do not stay next to the second one's tables
+    assert sorted(p.name for p in out.iterdir()) == sorted(again.files)
+    assert list(json.loads((out / "evaluation.json").read_text())["ood"]) == ["uniform"]
 
 
 def test_evaluate_checkpoint_checks_score_names_before_writing(ckpt, tmp_path) -> None:

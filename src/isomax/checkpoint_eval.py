@@ -7,6 +7,7 @@ results are written atomically.
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -14,6 +15,9 @@ from pathlib import Path
 from typing import Any
 
 from .errors import InputError
+
+logger = logging.getLogger(__name__)
+EVALUATION_FILES = ("evaluation.json", "evaluation.csv", "evaluation.md", "scores.safetensors")
 
 __all__ = [
     "CheckpointEvaluation",
@@ -101,6 +105,7 @@ class CheckpointEvaluation:
     output_dir: Path
     files: list[str]
     skipped: dict[str, int] = field(default_factory=dict)  # undecodable files per OOD set
+    replaced: list[str] = field(default_factory=list)  # files of an earlier evaluation
 
 
 def evaluate_checkpoint(
@@ -124,6 +129,9 @@ def evaluate_checkpoint(
 
     ``scores`` defaults to the scores that suit the checkpoint's loss; ``posthoc`` detectors
     are fitted on the ID training split. ``on_error`` applies to folder and archive OOD sets.
+    An earlier evaluation in ``output_dir`` is replaced as a whole once the new one is
+    computed (its ``scores.safetensors`` too, when this one saves none), with a warning; the
+    result lists the replaced files in ``replaced``.
     """
     from . import scores as score_mod
     from .data.errors import CorruptImageError
@@ -164,6 +172,7 @@ def evaluate_checkpoint(
             f"{exc}; pass on_error='skip' to leave out undecodable files"
         ) from None
     files = ["evaluation.json", "evaluation.csv", "evaluation.md"]
+    earlier = [name for name in EVALUATION_FILES if (out / name).is_file()]
     if save_scores:
         tensors = {f"{g}/{s}": v for g, per in evaluation.scores.items() for s, v in per.items()}
         save_file(out / "scores.safetensors", tensors, {"checkpoint": str(checkpoint)}, "scores")
@@ -171,6 +180,10 @@ def evaluate_checkpoint(
     write_csv(out / "evaluation.csv", evaluation.rows())
     atomic_write_bytes(out / "evaluation.md", evaluation_markdown(evaluation).encode())
     write_json(out / "evaluation.json", evaluation.to_dict())
+    if "scores.safetensors" in earlier and not save_scores:
+        (out / "scores.safetensors").unlink()  # it held the scores of the replaced evaluation
+    if earlier:
+        logger.warning("replaced an earlier evaluation in %s: %s", out, ", ".join(earlier))
     skipped = {name: skipped_files(ds) for name, ds in ood_sets.items()}
     return CheckpointEvaluation(
         evaluation,
@@ -179,6 +192,7 @@ def evaluate_checkpoint(
         out,
         files,
         {k: v for k, v in skipped.items() if v},
+        earlier,
     )
 
 

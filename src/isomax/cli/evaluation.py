@@ -61,6 +61,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         to_openood_csv(evaluation, args.openood_csv, result.recommended_score, near=args.near)
         print(f"written: {args.openood_csv} (OpenOOD layout)")
     print(f"written: {result.output_dir}/" + ", ".join(result.files))
+    if result.replaced:
+        print("replaced the earlier evaluation there (" + ", ".join(result.replaced) + ")")
     return 0
 
 
