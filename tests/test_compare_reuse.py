@@ -12,7 +12,7 @@ import pytest
 from isomax.comparison import compare
 from isomax.data import get_dataset
 from isomax.data.errors import CorruptImageError
-from isomax.ood_sets import evaluation_datasets, ood_fingerprint
+from isomax.ood_sets import data_fingerprint, evaluation_datasets, ood_fingerprint
 
 Image = pytest.importorskip("PIL.Image")
 
@@ -129,3 +129,43 @@ def test_evaluate_on_error_skip_counts_and_fail_names_the_option(tmp_path, capsy
     out = capsys.readouterr().out
     assert "OOD set folder:ood: 1 undecodable file(s) skipped" in out
     assert "ECE" in out and "%  NLL" in out  # ECE printed in percent like the accuracy
+
+
+def _id_folder(root, seed=0):
+    """Two classes of 30 noisy 8x8 RGB PNGs in the ImageFolder layout."""
+    rng = np.random.default_rng(seed)
+    for cls, shade in (("a", 40), ("b", 200)):
+        (root / cls).mkdir(parents=True, exist_ok=True)
+        for i in range(30):
+            img = np.clip(rng.normal(shade, 30, (8, 8, 3)), 0, 255).astype("uint8")
+            Image.fromarray(img).save(root / cls / f"{i}.png")
+
+
+def test_a_run_is_not_reused_once_its_training_files_changed(tmp_path):
+    from isomax.errors import InputError
+
+    folder = tmp_path / "id"
+    _id_folder(folder)
+    statuses: list[str] = []
+
+    def run():
+        return compare(
+            dataset=f"folder:{folder}",
+            model="digits_mlp",
+            losses=["softmax"],
+            ood=["gaussian"],
+            output_dir=tmp_path / "cmp",
+            overrides={"epochs": 1, "device": "cpu", "data_root": str(tmp_path / "cache")},
+            figures=False,
+            on_run=lambda loss, seed, status: statuses.append(status),
+        )
+
+    first = run()
+    assert first.runs[0]["id_content"] == data_fingerprint(f"folder:{folder}") is not None
+    run()
+    assert statuses == ["trained", "reused"]  # reading the folder does not change it
+    _id_folder(folder, seed=1)  # the same names, other images
+    os.utime(folder / "a" / "0.png", ns=(1, 1))
+    with pytest.raises(InputError, match=r"trained on other files of folder:.*--output-dir"):
+        run()
+    assert statuses == ["trained", "reused"]

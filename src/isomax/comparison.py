@@ -27,8 +27,8 @@ from .io import save_file
 from .methods import get_method
 from .ood_sets import (
     check_ood_names,
+    data_fingerprint,
     evaluation_datasets,
-    ood_fingerprint,
     ood_label,
     skipped_files,
 )
@@ -73,6 +73,17 @@ def _check_same_settings(path: Path, saved: dict[str, Any], wanted: dict[str, An
             )
 
 
+def _check_same_id_files(path: Path, saved: Any, now: str | None, dataset: str) -> None:
+    """A finished run is reused only while its training files are the same (runs written
+    before the ID files were recorded, and registry datasets, are not checked)."""
+    if saved is not None and now is not None and saved != now:
+        raise InputError(
+            f"{path.parent} was trained on other files of {dataset} (files were added, removed "
+            "or changed since): use another --output-dir, or delete that run folder to train "
+            "it again on the files there now"
+        )
+
+
 def _run_one(
     cfg: Any,
     bundle: Any,
@@ -83,6 +94,7 @@ def _run_one(
     posthoc: Sequence[str] = (),
     max_ood_samples: int | None = None,
     ood_content: dict[str, str | None] | None = None,
+    id_content: str | None = None,
 ) -> dict[str, Any]:
     result = train(cfg, resume=True, bundle=bundle)
     model = result.model.to(device)
@@ -113,6 +125,7 @@ def _run_one(
         "config": cfg.to_dict(),
         "max_ood_samples": max_ood_samples,
         "ood_content": ood_content or {},
+        "id_content": id_content,
     }
     write_json(run_dir / EVAL_NAME, record)  # last: its presence marks the run finished
     return record
@@ -194,7 +207,8 @@ def compare(
     ood_sets = evaluation_datasets(
         bundle, ood, base.data_root, base.download, max_ood_samples, on_error=on_error
     )
-    content = {ood_label(name): ood_fingerprint(name) for name in ood}
+    content = {ood_label(name): data_fingerprint(name) for name in ood}
+    id_content = data_fingerprint(base.dataset)
     runs = []
     for loss in methods:
         for seed in seed_list:
@@ -216,6 +230,7 @@ def compare(
                     log.warning("%s is unreadable; running %s seed %d again", done, loss, seed)
                 else:
                     _check_same_settings(done, record.get("config", {}), cfg.to_dict())
+                    _check_same_id_files(done, record.get("id_content"), id_content, cfg.dataset)
                     ev = record["evaluation"]
                     same_eval = record.get("max_ood_samples") == max_ood_samples
                     same_content = all(
@@ -252,6 +267,7 @@ def compare(
                     posthoc,
                     max_ood_samples,
                     content,
+                    id_content,
                 )
             )
             if on_run:

@@ -17,6 +17,7 @@ from .errors import InputError
 
 __all__ = [
     "check_ood_names",
+    "data_fingerprint",
     "evaluation_datasets",
     "ood_fingerprint",
     "ood_label",
@@ -124,9 +125,9 @@ def skipped_files(ds: Any) -> int:
     return 0
 
 
-def ood_fingerprint(name: str) -> str | None:
-    """What identifies the content of a folder or archive OOD set: a digest of every file's
-    relative name, size and modification time (``None`` for registry names)."""
+def data_fingerprint(name: str) -> str | None:
+    """What identifies the content of a folder or archive data set (ID or OOD): a digest of
+    every file's relative name, size and modification time (``None`` for registry names)."""
     from .data.registry import _local_path
 
     path = _local_path(name)
@@ -139,6 +140,9 @@ def ood_fingerprint(name: str) -> str | None:
         rel = f.name if f == path else f.relative_to(path).as_posix()
         digest.update(f"{rel}\0{st.st_size}\0{st.st_mtime_ns}\n".encode())
     return digest.hexdigest()
+
+
+ood_fingerprint = data_fingerprint  # the name it had when only OOD sets were checked
 
 
 def ood_label(name: str) -> str:
