@@ -285,6 +285,7 @@ def main() -> None:
     p.add_argument("--set", action="append", default=[], help="extra setting KEY=VALUE")
     p.add_argument("--tag", default="", help="suffix of the result files (variants)")
     p.add_argument("--max-ood", type=int, default=None)
+    p.add_argument("--threads", type=int, default=2, help="torch threads (1 beside another job)")
     p.add_argument("--table", action="store_true", help="print the table of finished runs")
     p.add_argument("--brief", action="store_true", help="print BENCHMARKS.md's table")
     p.add_argument("--diagnose", action="store_true", help="backbone gradients at the start")
@@ -297,7 +298,7 @@ def main() -> None:
 
     import torch
 
-    torch.set_num_threads(2)
+    torch.set_num_threads(args.threads)
     t0 = time.perf_counter()
     bundle, data, ood = prepare(args.data, args.max_ood)
     print(f"data ready in {time.perf_counter() - t0:.0f}s", flush=True)
