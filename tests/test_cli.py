@@ -92,6 +92,14 @@ def test_train_evaluate_calibrate_detect(trained, tmp_path, capsys):
     rows = list(csv.DictReader(open(evdir / "evaluation.csv")))
     assert {r["ood"] for r in rows} == {"gaussian", "uniform", "mean"}
     assert "TNR@TPR95" in (evdir / "evaluation.md").read_text()
+    capsys.readouterr()
+    again = ["evaluate", str(ckpt), "--ood", "gaussian", "--output-dir", str(evdir)]
+    assert main([*again, "--device", "cpu"]) == 0  # replaces the first evaluation, says so
+    assert (
+        "replaced the earlier evaluation there (evaluation.json, evaluation.csv, evaluation.md, "
+        "scores.safetensors)" in capsys.readouterr().out
+    )
+    assert not (evdir / "scores.safetensors").exists()  # the first one's scores went with it
 
     det = tmp_path / "det.safetensors"
     assert (
