@@ -3,24 +3,14 @@
 from __future__ import annotations
 
 import argparse
-import importlib.util
-import sys
-from pathlib import Path
 
 import pytest
-
-SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "cifar_quality.py"
+from bench_scripts import load_script
 
 
 @pytest.fixture(scope="module")
 def cq():
-    spec = importlib.util.spec_from_file_location("_cifar_quality", SCRIPT)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    yield module
-    del sys.modules[spec.name]
+    yield from load_script("cifar_quality")
 
 
 def _args(**kw: float) -> argparse.Namespace:
@@ -50,16 +40,7 @@ def test_fit_epochs_refuses_what_cannot_fit(cq) -> None:
 
 
 def test_train_speed_merges_repeated_configurations() -> None:
-    spec = importlib.util.spec_from_file_location(
-        "_train_speed", SCRIPT.parent / "train_speed.py", submodule_search_locations=None
-    )
-    assert spec is not None and spec.loader is not None
-    sys.path.insert(0, str(SCRIPT.parent))
-    try:
-        module = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(module)
-    finally:
-        sys.path.remove(str(SCRIPT.parent))
+    module = next(load_script("train_speed"))
     rows = [
         {"preset": "fast", "loss": "softmax", "per_epoch": [10.0, 12.0], "images_per_s": 11.0},
         {"preset": "fast", "loss": "isomaxplus", "per_epoch": [9.0], "images_per_s": 9.0},

@@ -3,28 +3,17 @@ its HSIC definition, KNN as the library's KNNDetector scores, weight drift by ha
 
 from __future__ import annotations
 
-import importlib.util
-import sys
-from pathlib import Path
-
 import numpy as np
 import pytest
 import torch
+from bench_scripts import load_script
 
 from isomax.posthoc import KNNDetector
-
-SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "finetune_analysis.py"
 
 
 @pytest.fixture(scope="module")
 def fa():
-    spec = importlib.util.spec_from_file_location("_finetune_analysis", SCRIPT)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    yield module
-    del sys.modules[spec.name]
+    yield from load_script("finetune_analysis")
 
 
 def _hsic_cka(a: np.ndarray, b: np.ndarray) -> float:
