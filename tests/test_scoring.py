@@ -185,6 +185,71 @@ def test_a_fitted_scorer_file_refuses_another_model(tmp_path) -> None:
         load_scorer(old, model)
 
 
+def test_the_fingerprint_is_taken_when_the_scorer_is_fitted(tmp_path) -> None:
+    model = trained()
+    scorer = get_scorer("mahalanobis", model).fit(loader(60, seed=2))
+    with torch.no_grad():
+        next(model.parameters()).add_(0.5)  # training went on after the fit
+    path = scorer.save(tmp_path / "m.safetensors")
+    with pytest.raises(ValueError, match="fitted on another model"):
+        load_scorer(path, model)  # the statistics are not this model's
+    back = load_scorer(path, trained())  # the model they came from
+    # loaded anyway onto another model, then saved: the file still names the fitted model
+    again = load_scorer(path, model, check_model=False).save(tmp_path / "again.safetensors")
+    assert load_scorer(again, trained()).is_fitted
+    assert back.fitted_on == scorer.fitted_on == model_fingerprint(trained())
+    # energy fits nothing: no fingerprint, loads on any model
+    energy = EnergyDetector(model)
+    back = load_scorer(energy.save(tmp_path / "e.safetensors"), trained())
+    assert type(back) is EnergyDetector and back.is_fitted
+
+
+def test_fingerprint_field_is_checked_and_any_case(tmp_path) -> None:
+    model = trained()
+    path = get_scorer("knn", model, k=4).fit(loader(50, seed=2)).save(tmp_path / "k.safetensors")
+    tensors, meta = load_file(path, "scorer")
+    meta = {k: v for k, v in meta.items() if k not in ("kind", "format_version")}
+    edited = tmp_path / "edited.safetensors"
+    for bad in ("", "abc", "z" * 64):
+        save_file(edited, tensors, {**meta, "model_fingerprint": bad}, "scorer")
+        with pytest.raises(MetadataError, match="'model_fingerprint' must be a SHA-256"):
+            load_scorer(edited, model)
+    upper = meta["model_fingerprint"].upper()
+    save_file(edited, tensors, {**meta, "model_fingerprint": upper}, "scorer")
+    assert load_scorer(edited, model).is_fitted
+    native = get_scorer("mds", model).save(tmp_path / "n.safetensors")
+    tensors, meta = load_file(native, "scorer")
+    meta = {k: v for k, v in meta.items() if k not in ("kind", "format_version")}
+    save_file(edited, tensors, {**meta, "native": False}, "scorer")
+    with pytest.raises(MetadataError, match="'native' must be true for the native score 'mds'"):
+        load_scorer(edited, model)
+
+
+class _Odd(torch.nn.Module):
+    """State a fingerprint must read: extra state, sparse, conjugate and meta buffers."""
+
+    def __init__(self, device: str = "cpu") -> None:
+        super().__init__()
+        self.lin = torch.nn.Linear(3, 2)
+        self.register_buffer("sparse", torch.eye(3).to_sparse())
+        self.register_buffer("conj", torch.tensor([1 + 2j, 3 - 1j]).conj())
+        self.register_buffer("meta", torch.empty(4, device="meta"))
+
+    def get_extra_state(self) -> dict:
+        return {"version": 2}
+
+    def set_extra_state(self, state: dict) -> None:
+        pass
+
+
+def test_model_fingerprint_reads_any_state() -> None:
+    a, b = _Odd(), _Odd()
+    b.lin.load_state_dict(a.lin.state_dict())
+    assert model_fingerprint(a) == model_fingerprint(b)
+    b.conj.mul_(2)  # a value of the conjugate view
+    assert model_fingerprint(a) != model_fingerprint(b)
+
+
 def test_model_fingerprint_reads_names_shapes_and_values() -> None:
     a, b = torch.nn.Linear(3, 2), torch.nn.Linear(3, 2)
     b.load_state_dict(a.state_dict())

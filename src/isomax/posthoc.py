@@ -50,7 +50,7 @@ from ._checks import check_float_matrix, check_positive
 from ._names import resolve_name
 from .errors import InputError
 from .scores import energy as _energy
-from .scoring import Scorer, batches
+from .scoring import Scorer, batches, model_fingerprint
 from .scoring import inference as _inference
 from .scoring import model_device as _model_device
 
@@ -143,6 +143,9 @@ class PosthocDetector(Scorer):
         #: the feature size D the detector was fitted on (as the heads' ``in_features``)
         self.in_features: int | None = None
         self._fitted = False
+        #: :func:`~isomax.scoring.model_fingerprint` of the model when it was fitted (saved
+        #: with the detector; ``None`` until fitted, or when set by ``load_state_dict``)
+        self.fitted_on: str | None = None
 
     # -- public API ---------------------------------------------------------------------------
 
@@ -804,6 +807,10 @@ def fit_detectors(
         for det in todo:
             det._finish(n)
             det._fitted = True
+        for group in groups:
+            fingerprint = model_fingerprint(group[0].model)
+            for det in group:
+                det.fitted_on = fingerprint
 
 
 def score_detectors(detectors: Mapping[str, PosthocDetector], x: Tensor) -> dict[str, Tensor]:

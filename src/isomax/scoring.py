@@ -257,9 +257,13 @@ class Scorer(ABC):
             )
         native = isinstance(self, NativeScore)
         meta = {"scorer": self.name, "native": native, "config": self.config()}
-        model = getattr(self, "model", None)
-        if not native and isinstance(model, nn.Module):
-            meta["model_fingerprint"] = model_fingerprint(model)
+        if getattr(self, "needs_fit", False) and self.is_fitted:
+            fitted_on = getattr(self, "fitted_on", None)  # the model its statistics came from
+            model = getattr(self, "model", None)
+            if fitted_on is None and isinstance(model, nn.Module):
+                fitted_on = model_fingerprint(model)  # statistics set by load_state_dict
+            if fitted_on is not None:
+                meta["model_fingerprint"] = fitted_on
         return save_file(path, self.state_dict(), meta, _KIND)
 
 
@@ -368,11 +372,23 @@ def model_fingerprint(model: nn.Module) -> str:
 
     A fitted scorer's statistics describe the features of the model it was fitted on; its
     file records this fingerprint so that :func:`load_scorer` can refuse another model.
+    Sparse, conjugate and quantized tensors are read by value; extra (non-tensor) state by its
+    ``repr``; tensors without data (the meta device) by name, dtype and shape only.
     """
     digest = hashlib.sha256()
-    for name, tensor in sorted(model.state_dict().items()):
-        t = tensor.detach().to("cpu").contiguous().reshape(-1)
-        digest.update(f"{name}|{t.dtype}|{tuple(tensor.shape)};".encode())
+    for name, value in sorted(model.state_dict().items()):
+        if not isinstance(value, Tensor):
+            digest.update(f"{name}|{type(value).__name__}|{value!r};".encode())
+            continue
+        digest.update(f"{name}|{value.dtype}|{tuple(value.shape)};".encode())
+        if value.device.type == "meta":
+            continue
+        t = value.detach()
+        if t.is_quantized:
+            t = t.int_repr()
+        if t.layout != torch.strided:
+            t = t.to_dense()
+        t = t.resolve_conj().resolve_neg().to("cpu").contiguous().reshape(-1)
         digest.update(t.view(torch.uint8).numpy().tobytes())
     return digest.hexdigest()
 
@@ -397,10 +413,13 @@ def load_scorer(path: str | os.PathLike[str], model: nn.Module, check_model: boo
     if native is not None and not isinstance(native, bool):
         raise field_error(path, "native", "true or false", native)
     saved = meta.get("model_fingerprint")
-    if saved is not None and not isinstance(saved, str):
-        raise field_error(path, "model_fingerprint", "a SHA-256 hex digest", saved)
+    if saved is not None:
+        if not isinstance(saved, str) or not _is_sha256(saved):
+            raise field_error(path, "model_fingerprint", "a SHA-256 hex digest", saved)
+        saved = saved.lower()
     scorer = build_scorer(path, meta["scorer"], model, meta["config"], native)
-    if check_model and saved is not None and not isinstance(scorer, NativeScore):
+    fitted = getattr(scorer, "needs_fit", False)  # a native score or energy: nothing fitted
+    if check_model and saved is not None and fitted:
         given = model_fingerprint(model)
         if given != saved:
             raise InputError(
@@ -410,7 +429,14 @@ def load_scorer(path: str | os.PathLike[str], model: nn.Module, check_model: boo
                 "(get_scorer(name, model).fit(id_loader)), or pass check_model=False to load "
                 "it anyway"
             )
-    return scorer.load_state_dict(tensors)
+    scorer.load_state_dict(tensors)
+    if fitted:
+        scorer.fitted_on = saved  # type: ignore[attr-defined]
+    return scorer
+
+
+def _is_sha256(text: str) -> bool:
+    return len(text) == 64 and all(c in "0123456789abcdefABCDEF" for c in text)
 
 
 def build_scorer(
@@ -431,6 +457,8 @@ def build_scorer(
     key = _scores.ALIASES.get(name, name)
     if native is None:
         native = key in _scores.names()
+    if not native and key not in DETECTORS:
+        raise field_error(path, "native", f"true for the native score {key!r}", native)
     cls: type[Scorer] = NativeScore if native else DETECTORS[key]
     allowed = set(inspect.signature(cls.__init__).parameters) - {"self", "model", "name"}
     unknown = sorted(set(config) - allowed)
