@@ -78,3 +78,21 @@ def test_calibrate_checkpoint_returns_a_detector_that_loads_without_the_model(ck
     assert detector.temperature == 1.0
     assert detector.metadata["num_classes"] == 10 and "config" in detector.metadata
     assert tuple(detector.metadata["input_shape"]) == (1, 8, 8)
+
+
+def test_evaluate_never_writes_into_a_training_run_folder(ckpt, tmp_path) -> None:
+    run = ckpt.parent  # holds checkpoint.safetensors
+    before = {p.name: p.read_bytes() for p in run.iterdir() if p.is_file()}
+    with pytest.raises(InputError, match=r"holds a training run .* choose another output_dir"):
+        evaluate_checkpoint(ckpt, ["gaussian"], output_dir=run, device="cpu")
+    assert {p.name: p.read_bytes() for p in run.iterdir() if p.is_file()} == before
+
+
+def test_a_failed_write_leaves_no_earlier_table_behind(ckpt, tmp_path) -> None:
+    out = tmp_path / "ev"
+    evaluate_checkpoint(ckpt, ["gaussian"], output_dir=out, device="cpu")
+    (out / "evaluation.md").unlink()
+    (out / "evaluation.md").mkdir()  # the markdown write will fail
+    with pytest.raises(OSError):
+        evaluate_checkpoint(ckpt, ["uniform"], output_dir=out, device="cpu")
+    assert not (out / "evaluation.json").exists()  # no complete evaluation claimed

@@ -169,3 +169,59 @@ def test_a_run_is_not_reused_once_its_training_files_changed(tmp_path):
     with pytest.raises(InputError, match=r"trained on other files of folder:.*--output-dir"):
         run()
     assert statuses == ["trained", "reused"]
+
+
+def test_fingerprint_counts_the_files_the_loader_reads(tmp_path):
+    data = tmp_path / "data"
+    _id_folder(data)
+    linked = tmp_path / "linked"
+    linked.mkdir()
+    for cls in ("a", "b"):
+        (linked / cls).symlink_to(data / cls, target_is_directory=True)
+    a, b = data_fingerprint(f"folder:{data}"), data_fingerprint(f"folder:{linked}")
+    # what a file manager or a notebook leaves behind is not read, so it does not count
+    (data / ".DS_Store").write_bytes(b"x")
+    (data / "a" / ".ipynb_checkpoints").mkdir()
+    (data / "a" / ".ipynb_checkpoints" / "0.png").write_bytes(b"x")
+    (data / "README.txt").write_text("notes")
+    assert data_fingerprint(f"folder:{data}") == a
+    # images behind linked class folders do count
+    (data / "a" / "0.png").unlink()
+    assert data_fingerprint(f"folder:{data}") != a
+    assert data_fingerprint(f"folder:{linked}") != b
+
+
+def test_compare_refuses_before_any_training_and_checks_started_runs(tmp_path, caplog):
+    from isomax.errors import InputError
+
+    folder = tmp_path / "id"
+    _id_folder(folder)
+    statuses: list[str] = []
+
+    def run(losses):
+        return compare(
+            dataset=f"folder:{folder}",
+            model="digits_mlp",
+            losses=losses,
+            ood=["gaussian"],
+            output_dir=tmp_path / "cmp",
+            overrides={"epochs": 1, "device": "cpu", "data_root": str(tmp_path / "cache")},
+            figures=False,
+            on_run=lambda loss, seed, status: statuses.append(status),
+        )
+
+    run(["isomax"])
+    # a record that is not compare's (e.g. evaluate wrote there): the run is done again
+    done = tmp_path / "cmp" / "runs" / "isomax-seed0" / "evaluation.json"
+    done.write_text('{"units": "fractions"}')
+    with caplog.at_level("WARNING", logger="isomax.comparison"):
+        run(["isomax"])
+    assert statuses == ["trained", "trained"] and "not a finished compare record" in caplog.text
+    # a checkpoint without its record (an interrupted evaluation) on changed files: refused,
+    # and before the softmax run (listed first, not trained yet) costs any work
+    done.unlink()
+    (folder / "b" / "0.png").unlink()
+    with pytest.raises(InputError, match="trained on other files"):
+        run(["softmax", "isomax"])
+    assert statuses == ["trained", "trained"]
+    assert not (tmp_path / "cmp" / "runs" / "softmax-seed0").exists()

@@ -149,7 +149,14 @@ def evaluate_checkpoint(
     loaded = load_for_evaluation(checkpoint, device, data_root, dataset)
     method = get_method(loaded.meta["config"]["loss"])
     names = [score_mod.resolve(s) for s in scores or method.scores]
-    out = ensure_writable(output_dir or Path(checkpoint).parent / "evaluation")
+    out = Path(output_dir or Path(checkpoint).parent / "evaluation")
+    if (out / "checkpoint.safetensors").exists():
+        raise InputError(
+            f"{out} holds a training run (checkpoint.safetensors): its evaluation.json and "
+            "scores belong to that run and are not replaced; choose another output_dir (the "
+            "default is the checkpoint's evaluation/ subfolder)"
+        )
+    out = ensure_writable(out)
     bundle = loaded.bundle
     ood_sets = evaluation_datasets(
         bundle, ood, data_root, max_samples=max_ood_samples, on_error=on_error
@@ -173,6 +180,11 @@ def evaluate_checkpoint(
         ) from None
     files = ["evaluation.json", "evaluation.csv", "evaluation.md"]
     earlier = [name for name in EVALUATION_FILES if (out / name).is_file()]
+    # the earlier evaluation goes first: a failed write leaves no old table next to new files
+    # (evaluation.json, written last, marks a complete evaluation)
+    for name in ("evaluation.json", *([] if save_scores else ["scores.safetensors"])):
+        if name in earlier:
+            (out / name).unlink()
     if save_scores:
         tensors = {f"{g}/{s}": v for g, per in evaluation.scores.items() for s, v in per.items()}
         save_file(out / "scores.safetensors", tensors, {"checkpoint": str(checkpoint)}, "scores")
@@ -180,8 +192,6 @@ def evaluate_checkpoint(
     write_csv(out / "evaluation.csv", evaluation.rows())
     atomic_write_bytes(out / "evaluation.md", evaluation_markdown(evaluation).encode())
     write_json(out / "evaluation.json", evaluation.to_dict())
-    if "scores.safetensors" in earlier and not save_scores:
-        (out / "scores.safetensors").unlink()  # it held the scores of the replaced evaluation
     if earlier:
         logger.warning("replaced an earlier evaluation in %s: %s", out, ", ".join(earlier))
     skipped = {name: skipped_files(ds) for name, ds in ood_sets.items()}

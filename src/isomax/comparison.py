@@ -84,6 +84,43 @@ def _check_same_id_files(path: Path, saved: Any, now: str | None, dataset: str) 
         )
 
 
+ID_NAME = "id_content.json"  # the training files' fingerprint, written before training
+
+
+def _read_record(done: Path, warn: bool = True) -> dict[str, Any] | None:
+    """A finished run's record, or None (missing, unreadable or not a compare record)."""
+    if not done.exists():
+        return None
+    try:
+        record = json.loads(done.read_text())
+    except json.JSONDecodeError:
+        record = None
+    if not isinstance(record, dict) or "evaluation" not in record:
+        if warn:
+            log.warning("%s is not a finished compare record; its run is done again", done)
+        return None
+    return record
+
+
+def _trained_on(run_dir: Path) -> str | None:
+    """The training files' fingerprint a run folder's checkpoint was trained on, if recorded."""
+    try:
+        value = json.loads((run_dir / ID_NAME).read_text()).get("id_content")
+    except (OSError, json.JSONDecodeError, AttributeError):
+        return None
+    return value if isinstance(value, str) else None
+
+
+def _run_cfg(base: Any, out: Path, loss: str, seed: int) -> Any:
+    return base.replace(
+        loss=loss,
+        seed=seed,
+        output_dir=str(out / "runs" / f"{loss}-seed{seed}"),
+        # FPR is a DisMax option: the other losses train without it
+        fpr_alpha=base.fpr_alpha if loss == "dismax" else None,
+    )
+
+
 def _run_one(
     cfg: Any,
     bundle: Any,
@@ -96,6 +133,9 @@ def _run_one(
     ood_content: dict[str, str | None] | None = None,
     id_content: str | None = None,
 ) -> dict[str, Any]:
+    if id_content is not None:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        write_json(run_dir / ID_NAME, {"id_content": id_content, "dataset": cfg.dataset})
     result = train(cfg, resume=True, bundle=bundle)
     model = result.model.to(device)
     detectors = fit_posthoc(model, posthoc, bundle.train)
@@ -202,58 +242,58 @@ def compare(
         overrides={**(overrides or {}), "dataset": dataset, "model": model},
     )
     device = resolve_device(base.device)
+    # every finished or started run is checked before any work: a refusal costs nothing
+    id_content = data_fingerprint(base.dataset)
+    for loss in methods:
+        for seed in seed_list:
+            cfg = _run_cfg(base, out, loss, seed)
+            run_dir = Path(cfg.output_dir)
+            record = _read_record(run_dir / EVAL_NAME, warn=False)
+            if record is not None:
+                _check_same_settings(run_dir / EVAL_NAME, record.get("config", {}), cfg.to_dict())
+                _check_same_id_files(
+                    run_dir / EVAL_NAME, record.get("id_content"), id_content, cfg.dataset
+                )
+            elif (run_dir / "checkpoint.safetensors").exists():
+                _check_same_id_files(
+                    run_dir / ID_NAME, _trained_on(run_dir), id_content, cfg.dataset
+                )
     bundle = decode_splits_once(load_bundle(base))
 
     ood_sets = evaluation_datasets(
         bundle, ood, base.data_root, base.download, max_ood_samples, on_error=on_error
     )
     content = {ood_label(name): data_fingerprint(name) for name in ood}
-    id_content = data_fingerprint(base.dataset)
     runs = []
     for loss in methods:
         for seed in seed_list:
-            run_dir = out / "runs" / f"{loss}-seed{seed}"
-            done = run_dir / EVAL_NAME
-            cfg = base.replace(
-                loss=loss,
-                seed=seed,
-                output_dir=str(run_dir),
-                # FPR is a DisMax option: the other losses train without it
-                fpr_alpha=base.fpr_alpha if loss == "dismax" else None,
-            )
-
+            cfg = _run_cfg(base, out, loss, seed)
+            run_dir = Path(cfg.output_dir)
+            record = _read_record(run_dir / EVAL_NAME)
             status = "trained"
-            if done.exists():
-                try:
-                    record = json.loads(done.read_text())
-                except json.JSONDecodeError:
-                    log.warning("%s is unreadable; running %s seed %d again", done, loss, seed)
-                else:
-                    _check_same_settings(done, record.get("config", {}), cfg.to_dict())
-                    _check_same_id_files(done, record.get("id_content"), id_content, cfg.dataset)
-                    ev = record["evaluation"]
-                    same_eval = record.get("max_ood_samples") == max_ood_samples
-                    same_content = all(
-                        record.get("ood_content", {}).get(label) == digest
-                        for label, digest in content.items()
-                    )
-                    if (
-                        same_eval
-                        and same_content
-                        and set(ev["ood"]) == set(ood_sets)
-                        and set(posthoc) <= set(ev["mean"])
-                    ):
-                        runs.append(record)
-                        if on_run:
-                            on_run(loss, seed, "reused")
-                        continue
-                    log.info(
-                        "%s seed %d: OOD sets, their files or the detectors changed; evaluating "
-                        "again",
-                        loss,
-                        seed,
-                    )
-                    status = "re-evaluated"
+            if record is not None:
+                ev = record["evaluation"]
+                same_eval = record.get("max_ood_samples") == max_ood_samples
+                same_content = all(
+                    record.get("ood_content", {}).get(label) == digest
+                    for label, digest in content.items()
+                )
+                if (
+                    same_eval
+                    and same_content
+                    and set(ev["ood"]) == set(ood_sets)
+                    and set(posthoc) <= set(ev["mean"])
+                ):
+                    runs.append(record)
+                    if on_run:
+                        on_run(loss, seed, "reused")
+                    continue
+                log.info(
+                    "%s seed %d: OOD sets, their files or the detectors changed; evaluating again",
+                    loss,
+                    seed,
+                )
+                status = "re-evaluated"
 
             run_dir.mkdir(parents=True, exist_ok=True)
             runs.append(

@@ -126,15 +126,20 @@ def skipped_files(ds: Any) -> int:
 
 
 def data_fingerprint(name: str) -> str | None:
-    """What identifies the content of a folder or archive data set (ID or OOD): a digest of
-    every file's relative name, size and modification time (``None`` for registry names)."""
+    """What identifies the content of a folder or archive data set (ID or OOD): a digest of the
+    relative name, size and modification time of every image file the loaders read (a
+    folder's hidden and non-image files do not count; linked folders do), or of the archive
+    (``None`` for registry names)."""
     from .data.registry import _local_path
 
     path = _local_path(name)
     if path is None or not path.exists():
         return None
+    from .data.images import find_images
+
     digest = hashlib.sha256()
-    files = [path] if path.is_file() else sorted(p for p in path.rglob("*") if p.is_file())
+    # a folder: the files its loaders read (images; hidden files skipped; links followed)
+    files = [path] if path.is_file() else find_images(path)
     for f in files:
         st = f.stat()
         rel = f.name if f == path else f.relative_to(path).as_posix()
