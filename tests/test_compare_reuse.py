@@ -166,7 +166,9 @@ def test_a_run_is_not_reused_once_its_training_files_changed(tmp_path):
     assert statuses == ["trained", "reused"]  # reading the folder does not change it
     _id_folder(folder, seed=1)  # the same names, other images
     os.utime(folder / "a" / "0.png", ns=(1, 1))
-    with pytest.raises(InputError, match=r"trained on other files of folder:.*--output-dir"):
+    with pytest.raises(
+        InputError, match=r"trained on other files of folder:.*choose another output_dir"
+    ):
         run()
     assert statuses == ["trained", "reused"]
 

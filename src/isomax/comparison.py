@@ -79,7 +79,7 @@ def _check_same_id_files(path: Path, saved: Any, now: str | None, dataset: str) 
     if saved is not None and now is not None and saved != now:
         raise InputError(
             f"{path.parent} was trained on other files of {dataset} (files were added, removed "
-            "or changed since): use another --output-dir, or delete that run folder to train "
+            "or changed since): choose another output_dir, or delete that run folder to train "
             "it again on the files there now"
         )
 
