@@ -137,11 +137,20 @@ def test_max_samples_caps_every_fit() -> None:
         KNNDetector(model, k=3).fit([(x, y)], max_samples=0)
 
 
+def _knn_file(tmp_path, model):
+    return get_scorer("knn", model, k=4).fit(loader(50, seed=2)).save(tmp_path / "k.safetensors")
+
+
+def _contents(path):
+    """A scorer file's tensors and the metadata to write it again with (hand-edited)."""
+    tensors, meta = load_file(path, "scorer")
+    return tensors, {k: v for k, v in meta.items() if k not in ("kind", "format_version")}
+
+
 def test_load_scorer_refuses_bad_files(tmp_path) -> None:
     model = trained()
-    path = get_scorer("knn", model, k=4).fit(loader(50, seed=2)).save(tmp_path / "k.safetensors")
-    tensors, meta = load_file(path, "scorer")
-    meta = {k: v for k, v in meta.items() if k not in ("kind", "format_version")}
+    path = _knn_file(tmp_path, model)
+    tensors, meta = _contents(path)
     bad = tmp_path / "bad.safetensors"
     save_file(bad, tensors, {**meta, "config": {"k": 4, "script": "rm -rf /"}}, "scorer")
     with pytest.raises(MetadataError, match=r"'config' must be settings of 'knn'"):
@@ -162,7 +171,7 @@ def test_load_scorer_refuses_bad_files(tmp_path) -> None:
 
 def test_a_fitted_scorer_file_refuses_another_model(tmp_path) -> None:
     model = trained()
-    path = get_scorer("knn", model, k=4).fit(loader(50, seed=2)).save(tmp_path / "k.safetensors")
+    path = _knn_file(tmp_path, model)
     assert load_scorer(path, trained()).is_fitted  # the same weights in another module: fine
     other = trained()
     with torch.no_grad():
@@ -175,8 +184,7 @@ def test_a_fitted_scorer_file_refuses_another_model(tmp_path) -> None:
     native = get_scorer("mds", model).save(tmp_path / "n.safetensors")
     assert isinstance(load_scorer(native, other), NativeScore)
     # files written before the fingerprint was recorded load unchecked; a bad one is refused
-    tensors, meta = load_file(path, "scorer")
-    meta = {k: v for k, v in meta.items() if k not in ("kind", "format_version")}
+    tensors, meta = _contents(path)
     old = tmp_path / "old.safetensors"
     save_file(old, tensors, {k: v for k, v in meta.items() if k != "model_fingerprint"}, "scorer")
     assert load_scorer(old, other).is_fitted
@@ -206,9 +214,8 @@ def test_the_fingerprint_is_taken_when_the_scorer_is_fitted(tmp_path) -> None:
 
 def test_fingerprint_field_is_checked_and_any_case(tmp_path) -> None:
     model = trained()
-    path = get_scorer("knn", model, k=4).fit(loader(50, seed=2)).save(tmp_path / "k.safetensors")
-    tensors, meta = load_file(path, "scorer")
-    meta = {k: v for k, v in meta.items() if k not in ("kind", "format_version")}
+    path = _knn_file(tmp_path, model)
+    tensors, meta = _contents(path)
     edited = tmp_path / "edited.safetensors"
     for bad in ("", "abc", "z" * 64):
         save_file(edited, tensors, {**meta, "model_fingerprint": bad}, "scorer")
@@ -218,8 +225,7 @@ def test_fingerprint_field_is_checked_and_any_case(tmp_path) -> None:
     save_file(edited, tensors, {**meta, "model_fingerprint": upper}, "scorer")
     assert load_scorer(edited, model).is_fitted
     native = get_scorer("mds", model).save(tmp_path / "n.safetensors")
-    tensors, meta = load_file(native, "scorer")
-    meta = {k: v for k, v in meta.items() if k not in ("kind", "format_version")}
+    tensors, meta = _contents(native)
     save_file(edited, tensors, {**meta, "native": False}, "scorer")
     with pytest.raises(MetadataError, match="'native' must be true for the native score 'mds'"):
         load_scorer(edited, model)
