@@ -67,17 +67,23 @@ def linear_cka(a, b) -> float:
     return float((b.T @ a).square().sum() / ((a.T @ a).norm() * (b.T @ b).norm()))
 
 
-def knn_score(bank, query, k: int = 50, chunk: int = 2048):
-    """-(distance to the k-th nearest L2-normalised training feature), as KNNDetector."""
+def knn_score(bank, query, k: int = 50):
+    """The library's KNN score (:class:`isomax.posthoc.KNNDetector`) of features ``query``,
+    fitted on the features ``bank``."""
     import torch
-    import torch.nn.functional as F
 
-    bank = F.normalize(bank.float(), dim=1)
-    out = []
-    for q in F.normalize(query.float(), dim=1).split(chunk):
-        kth = (q @ bank.T).topk(k, dim=1).values[:, k - 1]
-        out.append(-(2 - 2 * kth).clamp_min(0).sqrt())
-    return torch.cat(out)
+    from isomax.posthoc import KNNDetector
+
+    class _Features(torch.nn.Module):  # features are given: identity features, any head
+        def __init__(self, width: int) -> None:
+            super().__init__()
+            self.head = torch.nn.Linear(width, 1)
+
+        def features(self, x):
+            return x
+
+    detector = KNNDetector(_Features(bank.shape[1]), k=k)
+    return detector.fit([bank]).score_features(query)
 
 
 def feature_scores(train_f, train_y, f, logits, loss: str) -> dict:

@@ -131,7 +131,8 @@ def evaluate_checkpoint(
     are fitted on the ID training split. ``on_error`` applies to folder and archive OOD sets.
     An earlier evaluation in ``output_dir`` is replaced as a whole once the new one is
     computed (its ``scores.safetensors`` too, when this one saves none), with a warning; the
-    result lists the replaced files in ``replaced``.
+    result lists the replaced files in ``replaced``. A folder holding a training run
+    (``checkpoint.safetensors``) is refused as ``output_dir``.
     """
     from . import scores as score_mod
     from .data.errors import CorruptImageError
@@ -146,16 +147,16 @@ def evaluate_checkpoint(
     posthoc = check_posthoc_names(posthoc)  # names first: a typo costs no work
     for s in scores or ():
         score_mod.resolve(s)
-    loaded = load_for_evaluation(checkpoint, device, data_root, dataset)
-    method = get_method(loaded.meta["config"]["loss"])
-    names = [score_mod.resolve(s) for s in scores or method.scores]
     out = Path(output_dir or Path(checkpoint).parent / "evaluation")
-    if (out / "checkpoint.safetensors").exists():
+    if (out / "checkpoint.safetensors").exists():  # before any work, like the names
         raise InputError(
             f"{out} holds a training run (checkpoint.safetensors): its evaluation.json and "
             "scores belong to that run and are not replaced; choose another output_dir (the "
             "default is the checkpoint's evaluation/ subfolder)"
         )
+    loaded = load_for_evaluation(checkpoint, device, data_root, dataset)
+    method = get_method(loaded.meta["config"]["loss"])
+    names = [score_mod.resolve(s) for s in scores or method.scores]
     out = ensure_writable(out)
     bundle = loaded.bundle
     ood_sets = evaluation_datasets(

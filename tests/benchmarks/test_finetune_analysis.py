@@ -1,5 +1,5 @@
 """The measurements of benchmarks/finetune_analysis.py against independent references: CKA by
-its HSIC definition, KNN as the library's KNNDetector scores, weight drift by hand."""
+its HSIC definition, KNN by brute force, weight drift by hand."""
 
 from __future__ import annotations
 
@@ -7,8 +7,6 @@ import numpy as np
 import pytest
 import torch
 from bench_scripts import load_script
-
-from isomax.posthoc import KNNDetector
 
 
 @pytest.fixture(scope="module")
@@ -36,14 +34,14 @@ def test_linear_cka_matches_its_hsic_definition_and_invariances(fa) -> None:
     assert fa.linear_cka(a, torch.randn(60, 5, generator=g, dtype=torch.float64)) < 0.5
 
 
-def test_knn_score_is_the_library_knn_detector(fa) -> None:
+def test_knn_score_by_brute_force(fa) -> None:
+    """-(Euclidean distance between unit vectors to the k-th nearest), in float64 by hand."""
     g = torch.Generator().manual_seed(1)
     bank, query = torch.randn(300, 8, generator=g), torch.randn(40, 8, generator=g)
-    model = torch.nn.Sequential()  # KNN reads features only: a model with features() and head
-    model.features = lambda x: x  # type: ignore[method-assign]
-    model.head = torch.nn.Linear(8, 3)
-    det = KNNDetector(model, k=7).fit([(bank, torch.zeros(300, dtype=torch.long))])
-    torch.testing.assert_close(fa.knn_score(bank, query, k=7, chunk=16), det.score_features(query))
+    b = bank.double() / bank.double().norm(dim=1, keepdim=True)
+    q = query.double() / query.double().norm(dim=1, keepdim=True)
+    kth = torch.cdist(q, b).sort(dim=1).values[:, 6]
+    torch.testing.assert_close(fa.knn_score(bank, query, k=7).double(), -kth, rtol=0, atol=1e-5)
 
 
 def test_drift_by_hand(fa) -> None:
